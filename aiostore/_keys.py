@@ -1,0 +1,62 @@
+"""Key validation: one function, cached, run before any I/O."""
+
+from __future__ import annotations
+
+import functools
+from typing import Final
+
+from .errors import InvalidKey
+
+MAX_KEY_BYTES: Final = 1024
+
+
+@functools.lru_cache(maxsize=8192)
+def _problem(key: str) -> str | None:
+    if not key:
+        return "the key is empty"
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the key is not valid UTF-8 (lone surrogate)"
+    if len(encoded) > MAX_KEY_BYTES:
+        return f"the key is {len(encoded)} bytes long; at most {MAX_KEY_BYTES} are allowed"
+    for ch in key:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return f"the key contains the control character {ch!r}"
+    if key.startswith("/"):
+        return "the key starts with '/': keys are relative names"
+    if "\\" in key:
+        return "the key contains a backslash"
+    for segment in key.split("/"):
+        if segment == "":
+            return "the key has an empty segment ('//' or a trailing '/')"
+        if segment in (".", ".."):
+            return f"the key has a {segment!r} segment"
+    return None
+
+
+def validate_key(key: object, store: str | None = None) -> str:
+    """Return ``key`` when it is a valid object key, else raise :class:`InvalidKey`.
+
+    Keys are '/'-separated relative names of 1–1024 UTF-8 bytes, with no empty, '.' or '..'
+    segment, no leading '/', no backslash, and no NUL or other control character.
+    """
+    if type(key) is not str:
+        if isinstance(key, str):
+            key = str(key)
+        else:
+            raise InvalidKey(f"keys are str, not {type(key).__name__}", store=store)
+    problem = _problem(key)
+    if problem is not None:
+        raise InvalidKey(problem, store=store, key=key)
+    return key
+
+
+def validate_prefix(prefix: object, store: str | None = None) -> str:
+    """A listing prefix: '' or a key, optionally ending in '/'."""
+    if not isinstance(prefix, str):
+        raise InvalidKey(f"prefixes are str, not {type(prefix).__name__}", store=store)
+    if prefix == "":
+        return ""
+    validate_key(prefix[:-1] if prefix.endswith("/") else prefix, store)
+    return prefix

@@ -1,0 +1,397 @@
+"""The :class:`StoreManager`: configuration, stores, sessions and the prober's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from importlib.metadata import entry_points
+from os import PathLike
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import unquote
+
+import anyio
+
+from ._keys import validate_key
+from ._sessions import SessionContext
+from ._store import Store, validate_metadata
+from ._stream import PutStream
+from ._types import Metadata, StoredObject
+from .capabilities.flags import Capability
+from .capabilities.probe import HealthReport, ProbeConfig, Prober
+from .capabilities.state import ChangeHub, Subscription
+from .drivers.base import Driver, redacted_options
+from .errors import (
+    BackendUnavailable,
+    BadStoreConfiguration,
+    StorageFull,
+    StoreAddDisabled,
+    StoreError,
+    UnknownScheme,
+    UnknownStore,
+)
+
+__all__ = ["StoreManager", "load_driver"]
+
+log = logging.getLogger("aiostore")
+
+ENTRY_POINT_GROUP: Final = "aiostore.drivers"
+COMMON_OPTIONS: Final = frozenset({"driver", "priority", "read_only", "reusable", "probe"})
+_TOP_LEVEL: Final = frozenset({"default", "probe", "stores"})
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_FAILOVER: Final = (StoreAddDisabled, StorageFull, BackendUnavailable)
+
+
+def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type[Driver[Any]]:
+    """The driver class registered under ``name`` in the ``aiostore.drivers`` entry points
+    (or ``name`` itself when it already is a Driver subclass)."""
+    if isinstance(name, type):
+        if issubclass(name, Driver):
+            return name
+        raise BadStoreConfiguration(f"{name!r} is not a Driver subclass", store=store, option="driver")
+    if not isinstance(name, str):
+        raise BadStoreConfiguration(f"must be a driver name, not {name!r}", store=store, option="driver")
+    found = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    for ep in found:
+        try:
+            cls = ep.load()
+        except Exception as exc:
+            raise BadStoreConfiguration(
+                f"driver {name!r} failed to load: {type(exc).__name__}: {exc}",
+                store=store,
+                option="driver",
+            ) from exc
+        if not (isinstance(cls, type) and issubclass(cls, Driver)):
+            raise BadStoreConfiguration(
+                f"entry point {name!r} is not a Driver subclass", store=store, option="driver"
+            )
+        return cls
+    known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    raise BadStoreConfiguration(
+        f"unknown driver {name!r} (installed: {', '.join(known) or 'none'})",
+        store=store,
+        option="driver",
+    )
+
+
+class StoreManager:
+    """Every configured store, their sessions and their health probes.
+
+    ``async with manager:`` starts probing and owns every session; leaving it stops the probes and
+    closes every session, leaking no task, connection or file. Build it from a mapping (the TOML
+    layout of CONTRACT.md section 5) or with :meth:`from_file`.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        config = {} if config is None else config
+        if not isinstance(config, Mapping):
+            raise BadStoreConfiguration("the configuration must be a mapping")
+        for top in config:
+            if top not in _TOP_LEVEL:
+                raise BadStoreConfiguration(
+                    f"unknown top-level setting {top!r} (known: default, probe, stores)"
+                )
+        self._hub = ChangeHub()
+        self._prober = Prober()
+        base_probe = ProbeConfig.from_mapping(config.get("probe", {}))
+        stores_cfg = config.get("stores", {})
+        if not isinstance(stores_cfg, Mapping):
+            raise BadStoreConfiguration("'stores' must be a table of stores")
+        self._stores: dict[str, Store] = {}
+        for name, store_cfg in stores_cfg.items():
+            store = self._build_store(name, store_cfg, base_probe)
+            self._stores[name] = store
+            self._prober.add(name, store.probe_config, store.probe)
+        default = config.get("default")
+        if default is None:
+            default = next(iter(self._stores), None)
+        elif default not in self._stores:
+            raise BadStoreConfiguration(f"default store {default!r} is not configured")
+        self._default: str | None = default
+        self._runner: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._entered = False
+
+    @classmethod
+    def from_file(cls, path: str | PathLike[str]) -> StoreManager:
+        """Build a manager from a TOML file."""
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            raise BadStoreConfiguration(f"cannot read configuration file {str(path)!r}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise BadStoreConfiguration(f"configuration file {str(path)!r} is not valid TOML: {exc}") from exc
+        return cls(data)
+
+    def _build_store(self, name: Any, cfg: Any, base_probe: ProbeConfig) -> Store:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise BadStoreConfiguration(
+                f"store name {name!r} must be 1-64 letters, digits, '_', '.' or '-'"
+            )
+        if not isinstance(cfg, Mapping):
+            raise BadStoreConfiguration("store configuration must be a table", store=name)
+        if "driver" not in cfg:
+            raise BadStoreConfiguration("is required", store=name, option="driver")
+        driver_cls = load_driver(cfg["driver"], name)
+        priority = cfg.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise BadStoreConfiguration(f"must be a whole number, not {priority!r}", store=name, option="priority")
+        flags = {}
+        for flag, default in (("read_only", False), ("reusable", True)):
+            value = cfg.get(flag, default)
+            if not isinstance(value, bool):
+                raise BadStoreConfiguration(f"must be true or false, not {value!r}", store=name, option=flag)
+            flags[flag] = value
+        probe = ProbeConfig.from_mapping(cfg.get("probe", {}), base_probe, store=name)
+        options = {k: v for k, v in cfg.items() if k not in COMMON_OPTIONS}
+        driver = driver_cls.from_config(name, options)
+        configured = Capability(int(driver.configured_capabilities()) & int(driver.native_capabilities))
+        if flags["read_only"]:
+            configured = configured.revoke(Capability.WRITE_ACCESS)
+        if not flags["reusable"]:
+            configured = configured.revoke(Capability.DRIVER_REUSABLE)
+        return Store(
+            name,
+            driver,
+            configured=configured,
+            probe=probe,
+            priority=priority,
+            hubs=(self._hub,),
+            prober=self._prober,
+        )
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Store:
+        try:
+            return self._stores[name]
+        except (KeyError, TypeError):
+            known = ", ".join(self._stores) or "none"
+            raise UnknownStore(f"no store named {name!r} (configured: {known})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._stores
+
+    def __iter__(self) -> Iterator[Store]:
+        return iter(self._stores.values())
+
+    def __len__(self) -> int:
+        return len(self._stores)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._stores)
+
+    @property
+    def default(self) -> Store:
+        if self._default is None:
+            raise UnknownStore("no store is configured")
+        return self._stores[self._default]
+
+    def resolve(self, location: str) -> tuple[Store, str]:
+        """The store and key of a location URI (``file:///…``, ``s3://bucket/…``, …)."""
+        if not isinstance(location, str) or "://" not in location:
+            raise UnknownScheme(f"{location!r} is not a location URI (scheme://...)")
+        scheme = location.split("://", 1)[0].lower()
+        candidates = [s for s in self._stores.values() if scheme in s.driver.schemes]
+        if not candidates:
+            raise UnknownScheme(f"no configured store handles the scheme {scheme!r}")
+        best: Store | None = None
+        for store in candidates:
+            prefix = store.location_prefix
+            if location.startswith(prefix) and (best is None or len(prefix) > len(best.location_prefix)):
+                best = store
+        if best is None:
+            raise UnknownStore(f"no configured store holds {location!r}")
+        key = validate_key(unquote(location[len(best.location_prefix) :]), best.name)
+        return best, key
+
+    def session(self, name: str) -> SessionContext:
+        """``async with manager.session(name) as s:`` — a ready driver session of store ``name``.
+
+        DRIVER_REUSABLE drivers share one session per event loop (opened once, closed by the
+        manager); others get a fresh session per ``async with``, closed on exit.
+        """
+        return self[name]._pool.session()
+
+    def changes(self) -> Subscription:
+        """Async iterator of every store's :class:`CapabilityChange` events."""
+        return self._hub.subscribe()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def __aenter__(self) -> StoreManager:
+        if self._entered:
+            raise RuntimeError("this StoreManager is already running")
+        self._entered = True
+        try:
+            for store in self._stores.values():
+                store._pool.reopen()
+            async with anyio.create_task_group() as tg:
+                for store in self._stores.values():
+                    tg.start_soon(self._start_store, store)
+        except BaseException:
+            self._entered = False
+            await self._close_stores()
+            raise
+        # The probe task group lives in a task of its own so that the manager can be entered
+        # and left from different tasks (pytest-asyncio fixtures do that).
+        self._stop = asyncio.Event()
+        started = asyncio.get_running_loop().create_future()
+        self._runner = asyncio.get_running_loop().create_task(
+            self._run_probers(started), name="aiostore-prober"
+        )
+        await started
+        return self
+
+    async def _start_store(self, store: Store) -> None:
+        try:
+            await store.driver.start()
+        except StoreError as exc:
+            log.warning("store %r: start-up failed: %s", store.name, exc)
+        cfg = store.probe_config
+        if cfg.enabled and cfg.initial:
+            await store.probe(immediate=True)
+
+    async def _run_probers(self, started: asyncio.Future[None]) -> None:
+        assert self._stop is not None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._prober.start(tg)
+                started.set_result(None)
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._prober.stop()
+            if not started.done():
+                started.set_result(None)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop probing and close every session and driver. Idempotent."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            assert self._stop is not None
+            self._stop.set()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await runner
+                except asyncio.CancelledError:
+                    pass
+        if self._entered:
+            self._entered = False
+            await self._close_stores()
+
+    async def _close_stores(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for store in self._stores.values():
+                await store._pool.aclose()
+                try:
+                    await store.driver.aclose()
+                except Exception:
+                    log.warning("store %r: closing the driver failed", store.name, exc_info=True)
+
+    # -- probing --------------------------------------------------------------------------------
+    async def probe(self, name: str | None = None) -> HealthReport | dict[str, HealthReport]:
+        """Probe now: one store (its report) or, with no name, every store (a dict of reports)."""
+        if name is not None:
+            return await self[name].probe()
+        reports: dict[str, HealthReport] = {}
+
+        async def one(store: Store) -> None:
+            reports[store.name] = await store.probe()
+
+        async with anyio.create_task_group() as tg:
+            for store in self._stores.values():
+                tg.start_soon(one, store)
+        return {n: reports[n] for n in self._stores}
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready state of every store: three capability layers, health, sessions."""
+        stores: dict[str, Any] = {}
+        for store in self._stores.values():
+            snap = store._state.snapshot
+            stores[store.name] = {
+                "driver": store.driver.name,
+                "location": store.location_prefix,
+                "priority": store.priority,
+                "native": _caps(snap.native),
+                "configured": _caps(snap.configured),
+                "current": _caps(snap.current),
+                "version": snap.version,
+                "health": store.health.to_dict(),
+                "probe": {
+                    "interval": store.probe_config.interval,
+                    "timeout": store.probe_config.timeout,
+                    "failures_to_revoke": store.probe_config.failures_to_revoke,
+                    "successes_to_restore": store.probe_config.successes_to_restore,
+                    "enabled": store.probe_config.enabled,
+                },
+                "options": redacted_options(store.driver.options),
+                "sessions": store._pool.statistics(),
+            }
+        return {"default": self._default, "running": self._runner is not None, "stores": stores}
+
+    # -- fail-over put --------------------------------------------------------------------------
+    async def put(
+        self,
+        key: str,
+        data: Any,
+        *,
+        stores: Sequence[str] | None = None,
+        size: int | None = None,
+        overwrite: bool = False,
+        metadata: Metadata | None = None,
+        hash_algo: str = "sha256",
+    ) -> StoredObject:
+        """Put into the first store, by ``priority`` (highest first), that currently holds
+        WRITE_ACCESS; fail over to the next on ``StoreAddDisabled``, ``StorageFull`` or
+        ``BackendUnavailable`` when nothing was consumed or the data is re-readable."""
+        names = list(stores) if stores is not None else self.names
+        candidates = sorted((self[n] for n in names), key=lambda s: -s.priority)
+        key = validate_key(key)
+        writable = [s for s in candidates if Capability.WRITE_ACCESS in s.capabilities]
+        if not writable:
+            raise StoreAddDisabled(
+                "no store currently holds WRITE_ACCESS (tried: "
+                + ", ".join(s.name for s in candidates)
+                + ")",
+                key=key,
+                operation="put",
+                required=Capability.WRITE_ACCESS,
+                transient=any(Capability.WRITE_ACCESS in s.configured_capabilities for s in candidates),
+            )
+        meta = validate_metadata(metadata, writable[0].name, key)
+        stream: PutStream | None = PutStream(
+            data, size=size, hash_algo=hash_algo, store=writable[0].name, key=key
+        )
+        errors: list[StoreError] = []
+        for store in writable:
+            assert stream is not None
+            try:
+                store._check("put", key)
+                return await store._put_stream(key, stream, overwrite=overwrite, metadata=meta)
+            except _FAILOVER as exc:
+                errors.append(exc)
+                stream = stream.again(store=None)
+                if stream is None:
+                    raise
+                log.warning("put %r: store %r failed (%s); trying the next", key, store.name, exc)
+        raise errors[-1]
+
+
+def _caps(c: Capability) -> dict[str, Any]:
+    return {"value": int(c), "names": c.names}
+
+
+_ = contextlib

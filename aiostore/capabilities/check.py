@@ -1,0 +1,134 @@
+"""The check routine: one declarative table, run before any I/O and before any input is read.
+
+Each operation names the capability it always needs and, per argument, the extra capability an
+argument value adds (``offset > 0`` needs READ_OFFSET, and so on). Store methods call
+:func:`check` with their bound arguments, so positional and keyword calls count the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..errors import (
+    CapabilityError,
+    StoreAddDisabled,
+    StoreDeleteNotSupported,
+    StoreGetNotSupported,
+    StoreRandomGetNotSupported,
+    StoreWriteNotSupported,
+)
+from .flags import Capability
+from .state import CapabilitySnapshot
+
+__all__ = ["CHECKS", "ArgRule", "Rule", "check", "required_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArgRule:
+    """An argument whose value, when ``applies(value)``, adds ``requires`` to the operation."""
+
+    arg: str
+    applies: Callable[[Any], bool]
+    requires: Capability
+    error: type[CapabilityError]
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What one operation always needs, the error when it is missing, and its argument rules."""
+
+    requires: Capability
+    error: type[CapabilityError]
+    args: tuple[ArgRule, ...] = ()
+
+
+def _positive(value: Any) -> bool:
+    return value is not None and value > 0
+
+
+def _given(value: Any) -> bool:
+    return value is not None
+
+
+_C = Capability
+_RANGE: Final = (
+    ArgRule("offset", _positive, _C.READ_OFFSET, StoreRandomGetNotSupported, "an offset read"),
+    ArgRule("length", _given, _C.READ_CHUNK, StoreRandomGetNotSupported, "a bounded-length read"),
+)
+
+#: The whole check table (CONTRACT.md section 3).
+CHECKS: Final[Mapping[str, Rule]] = {
+    "open": Rule(_C.READ_ACCESS, StoreGetNotSupported, _RANGE),
+    "read": Rule(_C.READ_ACCESS, StoreGetNotSupported, _RANGE),
+    "stat": Rule(_C.READ_ACCESS, StoreGetNotSupported),
+    "exists": Rule(_C.READ_ACCESS, StoreGetNotSupported),
+    "list": Rule(_C.READ_ACCESS, StoreGetNotSupported),
+    "put": Rule(_C.WRITE_ACCESS, StoreAddDisabled),
+    "write": Rule(
+        _C.WRITE_CHUNK,
+        StoreWriteNotSupported,
+        (ArgRule("offset", _positive, _C.WRITE_OFFSET, StoreWriteNotSupported, "a write at an offset"),),
+    ),
+    "delete": Rule(_C.WRITE_ACCESS, StoreDeleteNotSupported),
+}
+
+
+def required_for(operation: str, args: Mapping[str, Any]) -> Capability:
+    """Everything ``operation`` called with ``args`` needs."""
+    rule = CHECKS[operation]
+    required = rule.requires
+    for arg in rule.args:
+        if arg.applies(args.get(arg.arg)):
+            required |= arg.requires
+    return required
+
+
+def check(
+    store: str,
+    snapshot: CapabilitySnapshot,
+    operation: str,
+    key: str | None = None,
+    reasons: Callable[[Capability], str] | None = None,
+    **args: Any,
+) -> None:
+    """Raise the contract's :class:`CapabilityError` when ``snapshot.current`` lacks what
+    ``operation`` with ``args`` needs; return None otherwise.
+
+    ``reasons(missing)`` supplies the health reason text for revoked capabilities.
+    """
+    rule = CHECKS[operation]
+    current = snapshot.current
+    required = need = rule.requires
+    error = rule.error
+    why = operation
+    if required & current == required:
+        for arg in rule.args:
+            if arg.applies(args.get(arg.arg)):
+                required = required | arg.requires
+                if required & current != required:
+                    error, why, need = arg.error, arg.why, arg.requires
+                    break
+        else:
+            return
+    missing = Capability(int(required) & ~int(current))
+    transient = required & snapshot.configured == required
+    if transient:
+        reason = reasons(missing) if reasons is not None else ""
+        reason = reason or "revoked by health probing"
+        cause = f"{why} needs {need.name}, currently revoked ({reason}); retry later"
+    else:
+        reason = "not supported by this store's driver or configuration"
+        cause = f"{why} needs {need.name}, which this store never has"
+    raise error(
+        cause,
+        store=store,
+        key=key,
+        operation=operation,
+        required=required,
+        available=current,
+        reason=reason,
+        transient=transient,
+    )

@@ -1,0 +1,403 @@
+"""Health probing: verdicts, hysteresis, health reports and the scheduler that runs probes.
+
+A driver's ``probe()`` returns a verdict per capability it checks. :class:`HealthTracker` turns
+verdicts (and passive signals from failed operations) into the store's revoked set with
+hysteresis: revoke after ``failures_to_revoke`` consecutive failures, restore after
+``successes_to_restore`` consecutive successes, never above the configured layer.
+:class:`Prober` runs one supervised loop per store inside an anyio task group.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+
+from ..errors import BadStoreConfiguration
+from .flags import Capability
+from .state import CapabilityChange, CapabilityState
+
+__all__ = [
+    "CapabilityHealth",
+    "HealthReport",
+    "HealthTracker",
+    "ProbeConfig",
+    "ProbeResult",
+    "Prober",
+    "Verdict",
+]
+
+log = logging.getLogger("aiostore.probe")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeConfig:
+    """Probe settings of one store (``[probe]`` defaults, overridden by ``[stores.X.probe]``)."""
+
+    interval: float = 10.0
+    timeout: float = 5.0
+    failures_to_revoke: int = 2
+    successes_to_restore: int = 2
+    enabled: bool = True
+    #: Probe once when the manager starts and apply that verdict at once (no hysteresis).
+    initial: bool = True
+
+    @classmethod
+    def from_mapping(
+        cls, data: Mapping[str, Any], base: ProbeConfig | None = None, store: str | None = None
+    ) -> ProbeConfig:
+        """Validate a ``probe`` table, filling what it omits from ``base``."""
+        if not isinstance(data, Mapping):
+            raise BadStoreConfiguration("must be a table", store=store, option="probe")
+        base = base or cls()
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            option = f"probe.{name}"
+            if name in ("interval", "timeout"):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise BadStoreConfiguration(
+                        f"must be a number of seconds, not {value!r}", store=store, option=option
+                    )
+                if not (value > 0 and math.isfinite(value)):
+                    raise BadStoreConfiguration(
+                        f"must be positive, not {value!r}", store=store, option=option
+                    )
+                values[name] = float(value)
+            elif name in ("failures_to_revoke", "successes_to_restore"):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise BadStoreConfiguration(
+                        f"must be a whole number ≥ 1, not {value!r}", store=store, option=option
+                    )
+                values[name] = value
+            elif name in ("enabled", "initial"):
+                if not isinstance(value, bool):
+                    raise BadStoreConfiguration(
+                        f"must be true or false, not {value!r}", store=store, option=option
+                    )
+                values[name] = value
+            else:
+                raise BadStoreConfiguration("unknown probe option", store=store, option=option)
+        return replace(base, **values)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One capability's probe outcome."""
+
+    healthy: bool
+    reason: str = ""
+
+    @classmethod
+    def ok(cls, reason: str = "") -> Verdict:
+        return cls(True, reason)
+
+    @classmethod
+    def fail(cls, reason: str) -> Verdict:
+        return cls(False, reason)
+
+
+#: What ``probe()`` returns: a verdict per capability it checked.
+ProbeResult = Mapping[Capability, Verdict]
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilityHealth:
+    """Health of one probed capability."""
+
+    capability: Capability
+    revoked: bool
+    consecutive_failures: int
+    consecutive_successes: int
+    reason: str
+    changed_at: float | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "capability": self.capability.name,
+            "revoked": self.revoked,
+            "consecutive_failures": self.consecutive_failures,
+            "consecutive_successes": self.consecutive_successes,
+            "reason": self.reason,
+            "changed_at": self.changed_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """A store's health at one instant: ``store.health`` and ``manager.probe()`` return it."""
+
+    store: str
+    capabilities: Mapping[str, CapabilityHealth]
+    current: Capability
+    configured: Capability
+    probes: int
+    last_probe_at: float | None
+    last_probe_duration: float | None
+    last_error: str | None
+    probing: bool
+
+    @property
+    def healthy(self) -> bool:
+        """True when nothing is revoked (current equals configured)."""
+        return self.current == self.configured
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "store": self.store,
+            "healthy": self.healthy,
+            "probing": self.probing,
+            "probes": self.probes,
+            "last_probe_at": self.last_probe_at,
+            "last_probe_duration": self.last_probe_duration,
+            "last_error": self.last_error,
+            "capabilities": {k: v.to_dict() for k, v in self.capabilities.items()},
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"HealthReport(store={self.store!r}, current={'|'.join(self.current.names) or 'NONE'},"
+            f" probes={self.probes}, last_error={self.last_error!r})"
+        ]
+        for name, h in self.capabilities.items():
+            state = "REVOKED" if h.revoked else "ok"
+            lines.append(
+                f"  {name}: {state} (failures={h.consecutive_failures},"
+                f" successes={h.consecutive_successes}) {h.reason}"
+            )
+        return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class _Counter:
+    revoked: bool = False
+    failures: int = 0
+    successes: int = 0
+    reason: str = ""
+    changed_at: float | None = None
+
+
+@dataclass(slots=True)
+class _ProbeStats:
+    probes: int = 0
+    last_at: float | None = None
+    last_duration: float | None = None
+    last_error: str | None = None
+
+
+class HealthTracker:
+    """Applies verdicts and passive signals with hysteresis; owns the store's revoked set."""
+
+    def __init__(self, state: CapabilityState, config: ProbeConfig) -> None:
+        self.state = state
+        self.config = config
+        self._counters: dict[Capability, _Counter] = {}
+        self._stats = _ProbeStats()
+
+    # -- inputs -------------------------------------------------------------------------------
+    def apply(
+        self,
+        verdicts: ProbeResult,
+        *,
+        duration: float | None = None,
+        error: str | None = None,
+        immediate: bool = False,
+    ) -> CapabilityChange | None:
+        """Fold one probe's verdicts in. ``immediate`` skips hysteresis (the start-up probe)."""
+        self._stats.probes += 1
+        self._stats.last_at = time.time()
+        self._stats.last_duration = duration
+        self._stats.last_error = error
+        configured = self.state.snapshot.configured
+        changed: list[str] = []
+        need_fail = 1 if immediate else self.config.failures_to_revoke
+        need_ok = 1 if immediate else self.config.successes_to_restore
+        for cap, verdict in verdicts.items():
+            if not int(cap) & int(configured):
+                continue  # never above configured: verdicts on what we never had are moot
+            c = self._counters.setdefault(cap, _Counter())
+            if verdict.healthy:
+                c.successes += 1
+                c.failures = 0
+                if c.revoked and c.successes >= need_ok:
+                    c.revoked = False
+                    c.changed_at = time.time()
+                    c.reason = verdict.reason or "probe healthy"
+                    changed.append(f"{cap.name} restored: {c.reason}")
+            else:
+                c.failures += 1
+                c.successes = 0
+                c.reason = verdict.reason or "probe failed"
+                if not c.revoked and c.failures >= need_fail:
+                    c.revoked = True
+                    c.changed_at = time.time()
+                    changed.append(f"{cap.name} revoked: {c.reason}")
+        return self._publish(changed)
+
+    def passive(self, capability: Capability, reason: str) -> CapabilityChange | None:
+        """An operation proved the backend lost ``capability``: revoke it at once."""
+        c = self._counters.setdefault(capability, _Counter())
+        c.failures = max(c.failures, self.config.failures_to_revoke)
+        c.successes = 0
+        c.reason = reason
+        if c.revoked:
+            return None
+        c.revoked = True
+        c.changed_at = time.time()
+        return self._publish([f"{capability.name} revoked: {reason}"])
+
+    def restore_now(self, capability: Capability, reason: str) -> CapabilityChange | None:
+        """Restore ``capability`` without waiting for probes (e.g. a fresh shared session)."""
+        c = self._counters.get(capability)
+        if c is None or not c.revoked:
+            return None
+        c.revoked = False
+        c.failures = 0
+        c.changed_at = time.time()
+        c.reason = reason
+        return self._publish([f"{capability.name} restored: {reason}"])
+
+    def _publish(self, changed: list[str]) -> CapabilityChange | None:
+        if not changed:
+            return None
+        reason = "; ".join(changed)
+        change = self.state.set_revoked(self.revoked(), reason)
+        if change is not None:
+            level = logging.WARNING if change.revoked else logging.INFO
+            log.log(
+                level,
+                "store %r capabilities %s -> %s: %s",
+                self.state.store,
+                "|".join(change.old.names) or "NONE",
+                "|".join(change.new.names) or "NONE",
+                reason,
+            )
+        return change
+
+    # -- outputs ------------------------------------------------------------------------------
+    def revoked(self) -> list[Capability]:
+        return [cap for cap, c in self._counters.items() if c.revoked]
+
+    def is_revoked(self, capability: Capability) -> bool:
+        c = self._counters.get(capability)
+        return c is not None and c.revoked
+
+    def reason_for(self, missing: Capability) -> str:
+        """Reason text of the revoked capabilities that cover ``missing`` bits."""
+        reasons = [
+            f"{cap.name}: {c.reason}"
+            for cap, c in self._counters.items()
+            if c.revoked and self.state.derive([cap]) & missing != missing
+        ]
+        return "; ".join(reasons)
+
+    def report(self, probing: bool) -> HealthReport:
+        snap = self.state.snapshot
+        caps = {
+            cap.name or str(int(cap)): CapabilityHealth(
+                cap, c.revoked, c.failures, c.successes, c.reason, c.changed_at
+            )
+            for cap, c in self._counters.items()
+        }
+        s = self._stats
+        return HealthReport(
+            self.state.store,
+            caps,
+            snap.current,
+            snap.configured,
+            s.probes,
+            s.last_at,
+            s.last_duration,
+            s.last_error,
+            probing,
+        )
+
+
+@dataclass(slots=True)
+class _Schedule:
+    name: str
+    config: ProbeConfig
+    run: Callable[[], Awaitable[object]]
+    wake: anyio.Event | None = None
+    early_pending: bool = False
+    last_early: float = -math.inf
+    early_requests: int = 0
+    early_granted: int = 0
+    running: bool = field(default=False)
+
+
+class Prober:
+    """One supervised probe loop per store, in an anyio task group owned by the manager."""
+
+    def __init__(self) -> None:
+        self._schedules: dict[str, _Schedule] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def add(self, name: str, config: ProbeConfig, run: Callable[[], Awaitable[object]]) -> None:
+        self._schedules[name] = _Schedule(name, config, run)
+
+    @property
+    def running(self) -> bool:
+        return self._tg is not None
+
+    def start(self, tg: anyio.abc.TaskGroup) -> None:
+        self._tg = tg
+        for sched in self._schedules.values():
+            if sched.config.enabled:
+                tg.start_soon(self._loop, sched, name=f"aiostore-probe-{sched.name}")
+
+    def stop(self) -> None:
+        self._tg = None
+
+    def request(self, name: str) -> bool:
+        """Ask for an early probe of ``name``; at most one per ``interval / 4``. True if granted."""
+        sched = self._schedules.get(name)
+        if sched is None or self._tg is None or not sched.config.enabled:
+            return False
+        sched.early_requests += 1
+        now = time.monotonic()
+        if now - sched.last_early < sched.config.interval / 4:
+            return False
+        sched.last_early = now
+        sched.early_granted += 1
+        sched.early_pending = True
+        if sched.wake is not None:
+            sched.wake.set()
+        return True
+
+    def statistics(self, name: str) -> dict[str, int]:
+        sched = self._schedules[name]
+        return {"early_requests": sched.early_requests, "early_granted": sched.early_granted}
+
+    async def _loop(self, sched: _Schedule) -> None:
+        cfg = sched.config
+        while True:
+            delay = cfg.interval * random.uniform(0.9, 1.1)
+            if not sched.early_pending:
+                sched.wake = anyio.Event()
+                with anyio.move_on_after(delay):
+                    await sched.wake.wait()
+            sched.early_pending = False
+            sched.wake = None
+            try:
+                await sched.run()
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception:  # the run itself records failures; this is a last resort
+                log.exception("probe loop of store %r failed; continuing", sched.name)
+
+
+def all_capabilities(caps: Iterable[Capability]) -> Capability:
+    out = Capability.NONE
+    for c in caps:
+        out |= c
+    return out
+
+
+DEFAULT_PROBE: Final = ProbeConfig()

@@ -1,0 +1,54 @@
+"""Sessions: tests, lint, typecheck, bench, soak, integration."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite (the same command as the README's)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", "aiostore", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "aiostore", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on aiostore/."""
+    session.install("-e", ".[test]", "mypy", "types-aiofiles")
+    session.run("mypy", "--strict", "aiostore")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the raw libraries (and peers when installed). ``-- --quick`` for CI."""
+    session.install("-e", ".[test,bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The long fault-flapping soak (minutes)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "tests/reliability", "-m", "soak", "--soak", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def integration(session: nox.Session) -> None:
+    """The S3 driver against a real single-node Ceph RADOS Gateway on loopback (needs root)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "tests/integration", "-p", "no:randomly", *session.posargs)
