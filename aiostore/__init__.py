@@ -105,9 +105,9 @@ def _fixup_module_metadata() -> None:
     # Reprs and docs say aiostore.X, not aiostore._store.X.
     for name in __all__:
         obj = globals()[name]
-        if isinstance(obj, type) and getattr(obj, "__module__", "").startswith("aiostore."):
-            if obj.__module__ != "aiostore.errors":
-                obj.__module__ = "aiostore"
+        module = getattr(obj, "__module__", "")
+        if isinstance(obj, type) and module.startswith("aiostore.") and module != "aiostore.errors":
+            obj.__module__ = "aiostore"
 
 
 _fixup_module_metadata()

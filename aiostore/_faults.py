@@ -56,20 +56,26 @@ class FaultPlan:
         self.probe_hang = False
         self.session_broken = False
 
-    async def before(self, operation: str, key: str | None, offset: int, length: int | None) -> None:
+    async def before(
+        self, operation: str, key: str | None, offset: int, length: int | None
+    ) -> None:
         """Raise the error an injected fault causes for this operation, after any latency."""
         if self.latency:
             await anyio.sleep(self.latency)
         if self.session_broken:
             self.session_broken = False  # one broken session, then a fresh one works
-            raise StoreError("injected fault: the driver session broke", key=key, session_broken=True)
+            raise StoreError(
+                "injected fault: the driver session broke", key=key, session_broken=True
+            )
         if operation in _WRITES:
             if self.read_only:
                 err = OSError(_errno.EROFS, "Read-only file system (injected fault)")
                 raise map_os_error(err, key=key, write=True) from err
             if self.write_errno is not None:
-                err = OSError(self.write_errno, f"{_errno.errorcode.get(self.write_errno, '?')} "
-                              "(injected fault)")
+                err = OSError(
+                    self.write_errno,
+                    f"{_errno.errorcode.get(self.write_errno, '?')} (injected fault)",
+                )
                 raise map_os_error(err, key=key, write=True) from err
         if self.drop_random and (offset > 0 or length is not None):
             err2 = StoreRandomGetNotSupported(

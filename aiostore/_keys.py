@@ -38,7 +38,7 @@ def _problem(key: str) -> str | None:
 def validate_key(key: object, store: str | None = None) -> str:
     """Return ``key`` when it is a valid object key, else raise :class:`InvalidKey`.
 
-    Keys are '/'-separated relative names of 1–1024 UTF-8 bytes, with no empty, '.' or '..'
+    Keys are '/'-separated relative names of 1-1024 UTF-8 bytes, with no empty, '.' or '..'
     segment, no leading '/', no backslash, and no NUL or other control character.
     """
     if type(key) is not str:

@@ -52,9 +52,13 @@ def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type
     if isinstance(name, type):
         if issubclass(name, Driver):
             return name
-        raise BadStoreConfiguration(f"{name!r} is not a Driver subclass", store=store, option="driver")
+        raise BadStoreConfiguration(
+            f"{name!r} is not a Driver subclass", store=store, option="driver"
+        )
     if not isinstance(name, str):
-        raise BadStoreConfiguration(f"must be a driver name, not {name!r}", store=store, option="driver")
+        raise BadStoreConfiguration(
+            f"must be a driver name, not {name!r}", store=store, option="driver"
+        )
     found = entry_points(group=ENTRY_POINT_GROUP, name=name)
     for ep in found:
         try:
@@ -123,9 +127,13 @@ class StoreManager:
             with open(path, "rb") as f:
                 data = tomllib.load(f)
         except OSError as exc:
-            raise BadStoreConfiguration(f"cannot read configuration file {str(path)!r}: {exc.strerror}") from exc
+            raise BadStoreConfiguration(
+                f"cannot read configuration file {str(path)!r}: {exc.strerror}"
+            ) from exc
         except tomllib.TOMLDecodeError as exc:
-            raise BadStoreConfiguration(f"configuration file {str(path)!r} is not valid TOML: {exc}") from exc
+            raise BadStoreConfiguration(
+                f"configuration file {str(path)!r} is not valid TOML: {exc}"
+            ) from exc
         return cls(data)
 
     def _build_store(self, name: Any, cfg: Any, base_probe: ProbeConfig) -> Store:
@@ -140,17 +148,23 @@ class StoreManager:
         driver_cls = load_driver(cfg["driver"], name)
         priority = cfg.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int):
-            raise BadStoreConfiguration(f"must be a whole number, not {priority!r}", store=name, option="priority")
+            raise BadStoreConfiguration(
+                f"must be a whole number, not {priority!r}", store=name, option="priority"
+            )
         flags = {}
         for flag, default in (("read_only", False), ("reusable", True)):
             value = cfg.get(flag, default)
             if not isinstance(value, bool):
-                raise BadStoreConfiguration(f"must be true or false, not {value!r}", store=name, option=flag)
+                raise BadStoreConfiguration(
+                    f"must be true or false, not {value!r}", store=name, option=flag
+                )
             flags[flag] = value
         probe = ProbeConfig.from_mapping(cfg.get("probe", {}), base_probe, store=name)
         options = {k: v for k, v in cfg.items() if k not in COMMON_OPTIONS}
         driver = driver_cls.from_config(name, options)
-        configured = Capability(int(driver.configured_capabilities()) & int(driver.native_capabilities))
+        configured = Capability(
+            int(driver.configured_capabilities()) & int(driver.native_capabilities)
+        )
         if flags["read_only"]:
             configured = configured.revoke(Capability.WRITE_ACCESS)
         if not flags["reusable"]:
@@ -203,7 +217,9 @@ class StoreManager:
         best: Store | None = None
         for store in candidates:
             prefix = store.location_prefix
-            if location.startswith(prefix) and (best is None or len(prefix) > len(best.location_prefix)):
+            if location.startswith(prefix) and (
+                best is None or len(prefix) > len(best.location_prefix)
+            ):
                 best = store
         if best is None:
             raise UnknownStore(f"no configured store holds {location!r}")
@@ -369,7 +385,9 @@ class StoreManager:
                 key=key,
                 operation="put",
                 required=Capability.WRITE_ACCESS,
-                transient=any(Capability.WRITE_ACCESS in s.configured_capabilities for s in candidates),
+                transient=any(
+                    Capability.WRITE_ACCESS in s.configured_capabilities for s in candidates
+                ),
             )
         meta = validate_metadata(metadata, writable[0].name, key)
         stream: PutStream | None = PutStream(

@@ -55,7 +55,9 @@ def validate_metadata(metadata: Metadata | None, store: str, key: str) -> dict[s
             out = {}
             for k, v in value.items():
                 if not isinstance(k, str):
-                    raise InvalidMetadata(f"metadata key {k!r} at {path} is not a str", store=store, key=key)
+                    raise InvalidMetadata(
+                        f"metadata key {k!r} at {path} is not a str", store=store, key=key
+                    )
                 out[k] = walk(v, f"{path}.{k}")
             return out
         if isinstance(value, list | tuple):
@@ -80,11 +82,16 @@ def validate_metadata(metadata: Metadata | None, store: str, key: str) -> dict[s
 
 
 def _range(offset: Any, length: Any, store: str, key: str) -> None:
-    if type(offset) is not int or offset < 0:
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidRange(f"offset must be an int ≥ 0, not {offset!r}", store=store, key=key)
-    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 0):
-        raise InvalidRange(f"length must be None or an int ≥ 0, not {length!r}", store=store, key=key)
+    if (type(offset) is not int or offset < 0) and (
+        isinstance(offset, bool) or not isinstance(offset, int) or offset < 0
+    ):
+        raise InvalidRange(f"offset must be an int ≥ 0, not {offset!r}", store=store, key=key)
+    if length is not None and (
+        isinstance(length, bool) or not isinstance(length, int) or length < 0
+    ):
+        raise InvalidRange(
+            f"length must be None or an int ≥ 0, not {length!r}", store=store, key=key
+        )
 
 
 class Store:
@@ -158,9 +165,7 @@ class Store:
         """Async iterator of this store's :class:`CapabilityChange` events (bounded buffer)."""
         return self._state.changes()
 
-    async def wait_for(
-        self, capability: Capability, *, present: bool = True
-    ) -> None:
+    async def wait_for(self, capability: Capability, *, present: bool = True) -> None:
         """Wait until ``capability`` is (or, with ``present=False``, is no longer) held.
 
         Takes no timeout: wrap it in ``anyio.fail_after`` / ``asyncio.timeout``.
@@ -265,7 +270,9 @@ class Store:
         key = validate_key(key, self.name)
         self._check("put", key)
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise InvalidRange(f"size must be None or an int ≥ 0, not {size!r}", store=self.name, key=key)
+            raise InvalidRange(
+                f"size must be None or an int ≥ 0, not {size!r}", store=self.name, key=key
+            )
         meta = validate_metadata(metadata, self.name, key)
         stream = PutStream(
             data,

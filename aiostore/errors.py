@@ -193,9 +193,11 @@ class UnknownHashingAlgo(StoreError, ValueError):
 
 
 class BadStoreConfiguration(StoreError, ValueError):
-    """Configuration is invalid: unknown driver, unknown/mistyped/missing option. Raised at set-up."""
+    """Invalid configuration: unknown driver, unknown/mistyped/missing option. Raised at set-up."""
 
-    def __init__(self, message: str, *, store: str | None = None, option: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, store: str | None = None, option: str | None = None
+    ) -> None:
         self.option = option
         if option is not None:
             message = f"option {option!r}: {message}"

@@ -70,7 +70,11 @@ CHECKS: Final[Mapping[str, Rule]] = {
     "write": Rule(
         _C.WRITE_CHUNK,
         StoreWriteNotSupported,
-        (ArgRule("offset", _positive, _C.WRITE_OFFSET, StoreWriteNotSupported, "a write at an offset"),),
+        (
+            ArgRule(
+                "offset", _positive, _C.WRITE_OFFSET, StoreWriteNotSupported, "a write at an offset"
+            ),
+        ),
     ),
     "delete": Rule(_C.WRITE_ACCESS, StoreDeleteNotSupported),
 }

@@ -53,7 +53,9 @@ class Capability(enum.IntFlag):
         removed = extra if extra else cap
         return Capability(int(self) & ~removed).normalized()
 
-    def grant(self, capability: Capability | int, ceiling: Capability | int | None = None) -> Capability:
+    def grant(
+        self, capability: Capability | int, ceiling: Capability | int | None = None
+    ) -> Capability:
         """Add ``capability`` (its base bits included), never above ``ceiling`` when given."""
         value = int(self) | int(capability)
         if ceiling is not None:

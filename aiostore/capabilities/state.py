@@ -6,7 +6,7 @@ import asyncio
 import collections
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .flags import Capability
@@ -202,5 +202,3 @@ class CapabilityState:
     def changes(self, maxlen: int = DEFAULT_BUFFER) -> Subscription:
         """Subscribe to this store's changes."""
         return self.hub.subscribe(maxlen)
-
-

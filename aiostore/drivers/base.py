@@ -192,11 +192,11 @@ class Driver(abc.ABC, Generic[OptionsT]):
         common ones: ``read_only``, ``reusable``)."""
         return self.native_capabilities
 
-    async def start(self) -> None:  # noqa: B027 - optional hook
+    async def start(self) -> None:
         """Prepare the backend (create a root, a bucket). Must not raise when the backend is
         merely unavailable: the start-up probe will mark capabilities as revoked instead."""
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:
         """Release driver-wide resources."""
 
     @abc.abstractmethod

@@ -144,9 +144,7 @@ class MemorySession(DriverSession):
             # No holes: a patch must touch or extend the existing bytes.
             from ..errors import InvalidRange
 
-            raise InvalidRange(
-                f"offset {offset} is beyond the object's size {len(old)}", key=key
-            )
+            raise InvalidRange(f"offset {offset} is beyond the object's size {len(old)}", key=key)
         new = old[:offset] + data + old[offset + len(data) :]
         limit = d.options.max_bytes
         new_used = d.used - len(old) + len(new)
