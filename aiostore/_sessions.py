@@ -63,7 +63,8 @@ class SessionPool:
         self._on_retire = on_retire
         self._on_fresh = on_fresh
         self._current: _Shared | None = None
-        self._opening: asyncio.Future[_Shared] | None = None
+        self._opening: asyncio.Future[_Shared | None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._retired: list[_Shared] = []
         self._closed = False
         # statistics
@@ -100,15 +101,20 @@ class SessionPool:
             if opening is not None and opening.get_loop() is loop:
                 await asyncio.shield(opening)
                 continue
-            fut: asyncio.Future[_Shared] = loop.create_future()
+            fut: asyncio.Future[_Shared | None] = loop.create_future()
             self._opening = fut
             try:
                 session = await self.driver.open_session()
             except BaseException as exc:
                 self._opening = None
                 if not fut.done():
-                    fut.set_exception(exc)
-                    fut.exception()  # mark retrieved: waiters re-raise it themselves
+                    if isinstance(exc, Exception):
+                        fut.set_exception(exc)
+                        fut.exception()  # mark retrieved: waiters re-raise it themselves
+                    else:
+                        # The opener was cancelled: that is not the waiters' failure. They wake
+                        # up and one of them opens the session instead.
+                        fut.set_result(None)
                 raise
             self.opened += 1
             new = _Shared(session, loop)
@@ -155,9 +161,10 @@ class SessionPool:
         except RuntimeError:
             running = None
         if running is slot.loop:
+            # Tracked so that aclose() can wait for it: leaving the manager leaks no task.
             task = running.create_task(self._close_slot(slot))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         else:
             slot.closed = True
             self.closed += 1
@@ -208,6 +215,10 @@ class SessionPool:
             else:
                 slot.closed = True
                 self.closed += 1
+        closing = [t for t in self._closing if t.get_loop() is loop]
+        if closing:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(closing)
 
     def statistics(self) -> dict[str, int | bool]:
         cur = self._current
@@ -220,8 +231,6 @@ class SessionPool:
             "users": cur.users if cur is not None else 0,
         }
 
-
-_background: set[asyncio.Task[None]] = set()
 
 
 class SessionContext:

@@ -6,7 +6,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -39,10 +39,14 @@ MAX_METADATA_BYTES: Final = 2048
 _WRITE_OPS: Final = frozenset({"put", "write", "delete"})
 
 
-def validate_metadata(metadata: Metadata | None, store: str, key: str) -> dict[str, Any]:
+_NO_METADATA: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+def validate_metadata(metadata: Metadata | None, store: str, key: str) -> Mapping[str, Any]:
     """Metadata is a mapping whose leaves are str, nested in dicts and lists; ≤ 2 KiB as JSON."""
-    if metadata is None:
-        return {}
+    if not metadata:
+        if metadata is None or isinstance(metadata, Mapping):
+            return _NO_METADATA
     if not isinstance(metadata, Mapping):
         raise InvalidMetadata(
             f"metadata must be a mapping, not {type(metadata).__name__}", store=store, key=key
@@ -285,7 +289,7 @@ class Store:
         return await self._put_stream(key, stream, overwrite=overwrite, metadata=meta)
 
     async def _put_stream(
-        self, key: str, stream: PutStream, *, overwrite: bool, metadata: dict[str, Any]
+        self, key: str, stream: PutStream, *, overwrite: bool, metadata: Mapping[str, Any]
     ) -> StoredObject:
         try:
             async with self._pool.session() as session:
@@ -430,7 +434,9 @@ class Store:
 def _log_probe_error(store: str, exc: BaseException) -> None:
     from .capabilities.probe import log
 
-    log.info("store %r: probe raised %s: %s", store, type(exc).__name__, exc, exc_info=exc)
+    # DEBUG: the reason reaches the health report and, when it changes capabilities, the one
+    # WARNING/INFO record of that change; a failing backend must not log every interval.
+    log.debug("store %r: probe raised %s: %s", store, type(exc).__name__, exc, exc_info=exc)
 
 
 class ObjectReader:
@@ -448,13 +454,15 @@ class ObjectReader:
         self._ctx: SessionContext | None = None
         self._reader: DriverReader | None = None
         self._closed = False
+        self._exhausted = False
+        self._size: int | None = None
 
     @property
     def size(self) -> int:
-        """Bytes this reader yields in total (after it is open)."""
-        if self._reader is None:
+        """Bytes this reader yields in total (once open; still known after it is closed)."""
+        if self._size is None:
             raise RuntimeError("the reader is not open yet: use 'async with store.open(...)'")
-        return self._reader.size
+        return self._size
 
     async def _open(self) -> DriverReader:
         if self._reader is not None:
@@ -472,6 +480,7 @@ class ObjectReader:
             if store._faults.active:
                 await store._faults.before("open", self.key, self.offset, self.length)
             self._reader = await session.open(self.key, self.offset, self.length)
+            self._size = self._reader.size
         except BaseException as exc:
             self._ctx = None
             with anyio.CancelScope(shield=True):
@@ -496,13 +505,18 @@ class ObjectReader:
         return self
 
     async def __anext__(self) -> bytes:
-        reader = self._reader or await self._open()
+        reader = self._reader
+        if reader is None:
+            if self._exhausted:
+                raise StopAsyncIteration  # iterating again after the end, like any iterator
+            reader = await self._open()
         try:
             chunk = await reader.read_chunk()
         except BaseException as exc:
             await self.aclose(exc)
             raise self.store._failed(exc, self.key, "read")
         if not chunk:
+            self._exhausted = True
             await self.aclose()
             raise StopAsyncIteration
         return chunk

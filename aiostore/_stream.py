@@ -240,7 +240,10 @@ class PutStream:
         """A fresh stream over the same data for another attempt (manager fail-over): this one
         when nothing was consumed yet, a rewound one when the data is re-readable, else None."""
         if not self.started:
+            # Nothing was read, but the failed attempt closed our wrapper generator: wrap the
+            # untouched data again (a closed generator would end at once and store b"").
             self.store = store
+            self._chunks, self.rereadable, self._rewind = _source(self._data, self._chunk_size)
             return self
         if not self.rereadable or not self._rewind():
             return None

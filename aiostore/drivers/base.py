@@ -264,7 +264,9 @@ def parse_options(store: str, options_type: type[OptionsT], config: Mapping[str,
             raise BadStoreConfiguration("is required", store=store, option=name)
     try:
         return options_type(**values)
-    except BadStoreConfiguration:
+    except BadStoreConfiguration as exc:
+        # An Options' own validation (``__post_init__``) names the option; we add the store.
+        exc.with_context(store=store)
         raise
     except (TypeError, ValueError) as exc:
         raise BadStoreConfiguration(str(exc), store=store) from exc

@@ -15,7 +15,7 @@ from typing import ClassVar
 from .._types import Metadata, ObjectInfo
 from ..capabilities.flags import Capability
 from ..capabilities.probe import ProbeResult, Verdict
-from ..errors import Duplicate, NotFound, StorageFull
+from ..errors import BadStoreConfiguration, Duplicate, NotFound, StorageFull
 from .base import BytesReader, Driver, DriverReader, DriverSession
 
 __all__ = ["MemoryDriver", "MemoryOptions"]
@@ -30,7 +30,9 @@ class MemoryOptions:
 
     def __post_init__(self) -> None:
         if self.max_bytes is not None and self.max_bytes < 0:
-            raise ValueError("max_bytes must be ≥ 0")
+            raise BadStoreConfiguration(
+                f"must be ≥ 0, not {self.max_bytes!r}", option="max_bytes"
+            )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
