@@ -44,9 +44,8 @@ _NO_METADATA: Final[Mapping[str, Any]] = MappingProxyType({})
 
 def validate_metadata(metadata: Metadata | None, store: str, key: str) -> Mapping[str, Any]:
     """Metadata is a mapping whose leaves are str, nested in dicts and lists; ≤ 2 KiB as JSON."""
-    if not metadata:
-        if metadata is None or isinstance(metadata, Mapping):
-            return _NO_METADATA
+    if metadata is None or (isinstance(metadata, Mapping) and not metadata):
+        return _NO_METADATA
     if not isinstance(metadata, Mapping):
         raise InvalidMetadata(
             f"metadata must be a mapping, not {type(metadata).__name__}", store=store, key=key
