@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno as _errno
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -34,18 +34,30 @@ class FaultPlan:
     probe_error: str | None = None
     probe_hang: bool = False
     session_broken: bool = False
+    # Kept up to date by __setattr__: every operation tests it, so it must cost one attribute read.
+    _active: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        # Recomputed after every assignment, "_active" itself included (``__init__`` sets it last).
+        object.__setattr__(self, "_active", self._compute_active())
+
+    def _compute_active(self) -> bool:
+        # getattr defaults: during __init__ the later fields are not set yet.
+        return bool(
+            getattr(self, "read_only", False)
+            or getattr(self, "write_errno", None) is not None
+            or getattr(self, "drop_random", False)
+            or getattr(self, "latency", 0.0)
+            or getattr(self, "probe_error", None)
+            or getattr(self, "probe_hang", False)
+            or getattr(self, "session_broken", False)
+        )
 
     @property
     def active(self) -> bool:
-        return bool(
-            self.read_only
-            or self.write_errno is not None
-            or self.drop_random
-            or self.latency
-            or self.probe_error
-            or self.probe_hang
-            or self.session_broken
-        )
+        """True when any switch is on (operations then consult :meth:`before`)."""
+        return self._active
 
     def clear(self) -> None:
         self.read_only = False

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Final
 
 from .errors import InvalidKey
 
 MAX_KEY_BYTES: Final = 1024
+#: C0 controls (NUL included), DEL and the C1 controls: Unicode category Cc.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 @functools.lru_cache(maxsize=8192)
@@ -20,9 +23,9 @@ def _problem(key: str) -> str | None:
         return "the key is not valid UTF-8 (lone surrogate)"
     if len(encoded) > MAX_KEY_BYTES:
         return f"the key is {len(encoded)} bytes long; at most {MAX_KEY_BYTES} are allowed"
-    for ch in key:
-        if ord(ch) < 0x20 or ord(ch) == 0x7F:
-            return f"the key contains the control character {ch!r}"
+    control = _CONTROL.search(key)
+    if control is not None:
+        return f"the key contains the control character {control.group()!r}"
     if key.startswith("/"):
         return "the key starts with '/': keys are relative names"
     if "\\" in key:

@@ -82,6 +82,20 @@ class SessionPool:
             and not slot.session.is_broken
         )
 
+    def acquire_nowait(self) -> _Shared | None:
+        """The fast path: a user's reference on the usable shared session of the running loop,
+        or None when one must be opened (or replaced) first — :meth:`acquire_shared` does that."""
+        slot = self._current
+        if (
+            slot is not None
+            and not slot.retired
+            and slot.loop is asyncio.get_running_loop()  # the running loop is never closed
+            and not slot.session.is_broken
+        ):
+            slot.users += 1
+            return slot
+        return None
+
     async def acquire_shared(self) -> _Shared:
         """Take a user's reference on the shared session of the running loop, opening it once."""
         loop = asyncio.get_running_loop()
@@ -125,10 +139,23 @@ class SessionPool:
                 self._on_fresh()
             # loop again to take the reference through the common path
 
-    async def release_shared(self, slot: _Shared) -> None:
+    def release_nowait(self, slot: _Shared, exc: BaseException | None = None) -> bool:
+        """Drop a user's reference, retiring the session first when ``exc`` says it broke.
+
+        True when the caller must now ``await`` :meth:`close_slot` (it was the last user of a
+        retired session)."""
+        if isinstance(exc, StoreError) and exc.session_broken:
+            self._retire_slot(slot, str(exc))
         slot.users -= 1
-        if slot.retired and slot.users == 0 and not slot.closed:
+        return slot.retired and slot.users == 0 and not slot.closed
+
+    async def release_shared(self, slot: _Shared, exc: BaseException | None = None) -> None:
+        if self.release_nowait(slot, exc):
             await self._close_slot(slot)
+
+    async def close_slot(self, slot: _Shared) -> None:
+        """Close a retired shared session whose last user left (see :meth:`release_nowait`)."""
+        await self._close_slot(slot)
 
     def retire_current(self, reason: str) -> None:
         """Mark the current shared session broken (no new users; closed after the last one)."""
@@ -246,8 +273,9 @@ class SessionContext:
     async def __aenter__(self) -> DriverSession:
         pool = self._pool
         if pool.shared:
-            self._slot = await pool.acquire_shared()
-            return self._slot.session
+            slot = pool.acquire_nowait() or await pool.acquire_shared()
+            self._slot = slot
+            return slot.session
         self._fresh = await pool.open_fresh()
         return self._fresh
 
@@ -260,9 +288,8 @@ class SessionContext:
         pool = self._pool
         if self._slot is not None:
             slot, self._slot = self._slot, None
-            if isinstance(exc, StoreError) and exc.session_broken:
-                pool._retire_slot(slot, str(exc))
-            await pool.release_shared(slot)
+            if pool.release_nowait(slot, exc):
+                await pool.close_slot(slot)
         elif self._fresh is not None:
             fresh, self._fresh = self._fresh, None
             await pool.close_fresh(fresh)

@@ -13,11 +13,12 @@ from urllib.parse import quote
 import anyio
 
 from ._faults import FaultPlan
+from ._keys import _problem as _key_problem
 from ._keys import validate_key, validate_prefix
 from ._sessions import SessionContext, SessionPool
 from ._stream import PutStream
 from ._types import Metadata, ObjectInfo, StoredObject
-from .capabilities.check import check
+from .capabilities.check import CEILINGS, check
 from .capabilities.flags import Capability
 from .capabilities.probe import HealthReport, HealthTracker, ProbeConfig, ProbeResult, Verdict
 from .capabilities.state import CapabilityChange, CapabilityState, ChangeHub, Subscription
@@ -82,6 +83,17 @@ def validate_metadata(metadata: Metadata | None, store: str, key: str) -> Mappin
         )
     assert isinstance(clean, dict)
     return clean
+
+
+# Per operation, every capability it can need: a store holding all of them skips the check's
+# argument rules (the common case; ``check`` raises exactly as before otherwise).
+_READ_CEILING: Final = CEILINGS["read"]
+_OPEN_CEILING: Final = CEILINGS["open"]
+_STAT_CEILING: Final = CEILINGS["stat"]
+_EXISTS_CEILING: Final = CEILINGS["exists"]
+_WRITE_CEILING: Final = CEILINGS["write"]
+_DELETE_CEILING: Final = CEILINGS["delete"]
+_PUT_CEILING: Final = CEILINGS["put"]
 
 
 def _range(offset: Any, length: Any, store: str, key: str) -> None:
@@ -241,6 +253,42 @@ class Store:
             self.request_probe()
         return err
 
+    async def _io(
+        self,
+        operation: str,
+        key: str,
+        offset: int,
+        length: int | None,
+        method: str,
+        *args: Any,
+    ) -> Any:
+        """``session.<method>(*args)`` on a borrowed session, after the fault switches; errors
+        go through :meth:`_failed`. The usable shared session is taken and given back without
+        awaiting anything (the hot path); otherwise ``pool.session()`` opens one."""
+        pool = self._pool
+        slot = pool.acquire_nowait() if pool.shared else None
+        if slot is None:
+            try:
+                async with pool.session() as session:
+                    if self._faults._active:
+                        await self._faults.before(operation, key, offset, length)
+                    return await getattr(session, method)(*args)
+            except BaseException as exc:
+                raise self._failed(exc, key, operation)
+        try:
+            if self._faults._active:
+                await self._faults.before(operation, key, offset, length)
+            result = await getattr(slot.session, method)(*args)
+        except BaseException as exc:
+            # Give the session back first (a session-level error retires it), as on exit from
+            # ``async with pool.session()``.
+            if pool.release_nowait(slot, exc):
+                await pool.close_slot(slot)
+            raise self._failed(exc, key, operation)
+        if pool.release_nowait(slot):
+            await pool.close_slot(slot)
+        return result
+
     def _session_retired(self, reason: str) -> None:
         if Capability.DRIVER_REUSABLE in self._state.snapshot.configured:
             self._health.passive(Capability.DRIVER_REUSABLE, f"shared session retired: {reason}")
@@ -270,8 +318,10 @@ class Store:
             metadata: str leaves in dicts and lists, at most 2 KiB as JSON.
             hash_algo: the hashlib algorithm of ``StoredObject.multihash``.
         """
-        key = validate_key(key, self.name)
-        self._check("put", key)
+        if key.__class__ is not str or _key_problem(key) is not None:
+            key = validate_key(key, self.name)  # raises InvalidKey (fast path: a cached good key)
+        if self._state.snapshot.bits & _PUT_CEILING != _PUT_CEILING:
+            self._check("put", key)
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
             raise InvalidRange(
                 f"size must be None or an int ≥ 0, not {size!r}", store=self.name, key=key
@@ -292,7 +342,7 @@ class Store:
     ) -> StoredObject:
         try:
             async with self._pool.session() as session:
-                if self._faults.active:
+                if self._faults._active:
                     await self._faults.before("put", key, 0, None)
                 await session.put(
                     key, stream, size=stream.size, overwrite=overwrite, metadata=metadata
@@ -318,74 +368,73 @@ class Store:
         The check runs now, before any I/O. Reading past the end yields what exists; an
         ``offset`` beyond the size yields nothing.
         """
-        key = validate_key(key, self.name)
-        _range(offset, length, self.name, key)
-        self._check("open", key, offset=offset, length=length)
+        if key.__class__ is not str or _key_problem(key) is not None:
+            key = validate_key(key, self.name)  # raises InvalidKey (fast path: a cached good key)
+        if (
+            offset.__class__ is not int
+            or offset < 0
+            or (length is not None and (length.__class__ is not int or length < 0))
+        ):
+            _range(offset, length, self.name, key)
+        if self._state.snapshot.bits & _OPEN_CEILING != _OPEN_CEILING:
+            self._check("open", key, offset=offset, length=length)
         return ObjectReader(self, key, offset, length)
 
     async def read(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
         """Read ``key`` (or ``length`` bytes from ``offset``) into memory."""
-        key = validate_key(key, self.name)
-        _range(offset, length, self.name, key)
-        self._check("read", key, offset=offset, length=length)
-        try:
-            async with self._pool.session() as session:
-                if self._faults.active:
-                    await self._faults.before("read", key, offset, length)
-                return await session.read(key, offset, length)
-        except BaseException as exc:
-            raise self._failed(exc, key, "read")
+        if key.__class__ is not str or _key_problem(key) is not None:
+            key = validate_key(key, self.name)  # raises InvalidKey (fast path: a cached good key)
+        if (
+            offset.__class__ is not int
+            or offset < 0
+            or (length is not None and (length.__class__ is not int or length < 0))
+        ):
+            _range(offset, length, self.name, key)
+        if self._state.snapshot.bits & _READ_CEILING != _READ_CEILING:
+            self._check("read", key, offset=offset, length=length)
+        data: bytes = await self._io("read", key, offset, length, "read", key, offset, length)
+        return data
 
     async def write(self, key: str, data: bytes, *, offset: int) -> int:
         """Patch ``data`` into the existing object ``key`` at ``offset``; return bytes written."""
-        key = validate_key(key, self.name)
-        _range(offset, None, self.name, key)
-        self._check("write", key, offset=offset)
+        if key.__class__ is not str or _key_problem(key) is not None:
+            key = validate_key(key, self.name)  # raises InvalidKey (fast path: a cached good key)
+        if offset.__class__ is not int or offset < 0:
+            _range(offset, None, self.name, key)
+        if self._state.snapshot.bits & _WRITE_CEILING != _WRITE_CEILING:
+            self._check("write", key, offset=offset)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"write() takes bytes, not {type(data).__name__}")
-        try:
-            async with self._pool.session() as session:
-                if self._faults.active:
-                    await self._faults.before("write", key, offset, len(data))
-                return await session.write(key, bytes(data), offset)
-        except BaseException as exc:
-            raise self._failed(exc, key, "write")
+        written: int = await self._io(
+            "write", key, offset, len(data), "write", key, bytes(data), offset
+        )
+        return written
 
     async def delete(self, key: str) -> None:
         """Delete ``key``; ``NotFound`` when it does not exist."""
-        key = validate_key(key, self.name)
-        self._check("delete", key)
-        try:
-            async with self._pool.session() as session:
-                if self._faults.active:
-                    await self._faults.before("delete", key, 0, None)
-                await session.delete(key)
-        except BaseException as exc:
-            raise self._failed(exc, key, "delete")
+        if key.__class__ is not str or _key_problem(key) is not None:
+            key = validate_key(key, self.name)  # raises InvalidKey (fast path: a cached good key)
+        if self._state.snapshot.bits & _DELETE_CEILING != _DELETE_CEILING:
+            self._check("delete", key)
+        await self._io("delete", key, 0, None, "delete", key)
 
     async def stat(self, key: str) -> ObjectInfo:
         """Size, modification time and metadata of ``key``."""
-        key = validate_key(key, self.name)
-        self._check("stat", key)
-        try:
-            async with self._pool.session() as session:
-                if self._faults.active:
-                    await self._faults.before("stat", key, 0, None)
-                return await session.stat(key)
-        except BaseException as exc:
-            raise self._failed(exc, key, "stat")
+        if key.__class__ is not str or _key_problem(key) is not None:
+            key = validate_key(key, self.name)  # raises InvalidKey (fast path: a cached good key)
+        if self._state.snapshot.bits & _STAT_CEILING != _STAT_CEILING:
+            self._check("stat", key)
+        info: ObjectInfo = await self._io("stat", key, 0, None, "stat", key)
+        return info
 
     async def exists(self, key: str) -> bool:
         """True when ``key`` exists."""
-        key = validate_key(key, self.name)
-        self._check("exists", key)
-        try:
-            async with self._pool.session() as session:
-                if self._faults.active:
-                    await self._faults.before("exists", key, 0, None)
-                return await session.exists(key)
-        except BaseException as exc:
-            raise self._failed(exc, key, "exists")
+        if key.__class__ is not str or _key_problem(key) is not None:
+            key = validate_key(key, self.name)  # raises InvalidKey (fast path: a cached good key)
+        if self._state.snapshot.bits & _EXISTS_CEILING != _EXISTS_CEILING:
+            self._check("exists", key)
+        found: bool = await self._io("exists", key, 0, None, "exists", key)
+        return found
 
     def list(self, prefix: str = "") -> ObjectLister:
         """Async iterator of :class:`ObjectInfo` for keys starting with ``prefix``.
@@ -410,11 +459,11 @@ class Store:
         verdicts: ProbeResult
         try:
             with anyio.fail_after(cfg.timeout):
-                if self._faults.active:
+                if self._faults._active:
                     await self._faults.before_probe()
                 async with self._pool.session() as session:
                     verdicts = await session.probe()
-                if self._faults.active:
+                if self._faults._active:
                     verdicts = self._faults.adjust(verdicts, configured)
         except TimeoutError:
             error = f"probe timed out after {cfg.timeout:g}s"
@@ -476,7 +525,7 @@ class ObjectReader:
             raise store._failed(exc, self.key, "open")
         self._ctx = ctx
         try:
-            if store._faults.active:
+            if store._faults._active:
                 await store._faults.before("open", self.key, self.offset, self.length)
             self._reader = await session.open(self.key, self.offset, self.length)
             self._size = self._reader.size
@@ -562,7 +611,7 @@ class ObjectLister:
                 ctx = store._pool.session()
                 session = await ctx.__aenter__()
                 self._ctx = ctx
-                if store._faults.active:
+                if store._faults._active:
                     await store._faults.before("list", None, 0, None)
                 self._it = session.list(self.prefix)
             return await self._it.__anext__()

@@ -70,7 +70,9 @@ def _source(data: Any, chunk_size: int) -> tuple[AsyncIterator[bytes], bool, Cal
         return from_reader(), False, lambda: False
     read = getattr(data, "read", None)
     if read is not None and callable(read):
-        start = _tell(data)
+        is_async = inspect.iscoroutinefunction(read)
+        # An async file's seekable()/tell() are coroutines too: never call them unawaited.
+        start = None if is_async else _tell(data)
         rereadable = start is not None
 
         def rewind() -> bool:
@@ -82,7 +84,7 @@ def _source(data: Any, chunk_size: int) -> tuple[AsyncIterator[bytes], bool, Cal
                 return False
             return not inspect.isawaitable(res)
 
-        if inspect.iscoroutinefunction(read):
+        if is_async:
 
             async def from_async_file() -> AsyncIterator[bytes]:
                 while True:

@@ -8,7 +8,7 @@ argument value adds (``offset > 0`` needs READ_OFFSET, and so on). Store methods
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..errors import (
@@ -22,7 +22,7 @@ from ..errors import (
 from .flags import Capability
 from .state import CapabilitySnapshot
 
-__all__ = ["CHECKS", "ArgRule", "Rule", "check", "required_for"]
+__all__ = ["CEILINGS", "CHECKS", "ArgRule", "Rule", "check", "required_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,17 @@ class Rule:
     requires: Capability
     error: type[CapabilityError]
     args: tuple[ArgRule, ...] = ()
+    #: ``int(requires)``, and everything the operation can need with any arguments: a store
+    #: holding all of ``ceiling`` passes without looking at the arguments (the fast path).
+    bits: int = field(init=False, repr=False, compare=False)
+    ceiling: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", int(self.requires))
+        ceiling = int(self.requires)
+        for arg in self.args:
+            ceiling |= int(arg.requires)
+        object.__setattr__(self, "ceiling", ceiling)
 
 
 def _positive(value: Any) -> bool:
@@ -80,6 +91,11 @@ CHECKS: Final[Mapping[str, Rule]] = {
 }
 
 
+#: Per operation, every capability bit it can need: a current set holding all of them passes
+#: the check whatever the arguments (the facade tests this before calling :func:`check`).
+CEILINGS: Final[Mapping[str, int]] = {op: rule.ceiling for op, rule in CHECKS.items()}
+
+
 def required_for(operation: str, args: Mapping[str, Any]) -> Capability:
     """Everything ``operation`` called with ``args`` needs."""
     rule = CHECKS[operation]
@@ -104,21 +120,24 @@ def check(
     ``reasons(missing)`` supplies the health reason text for revoked capabilities.
     """
     rule = CHECKS[operation]
-    current = snapshot.current
-    required = need = rule.requires
+    current = snapshot.bits
+    if current & rule.ceiling == rule.ceiling:
+        return
+    required = rule.bits
+    need = rule.requires
     error = rule.error
     why = operation
-    if required & current == required:
+    if current & required == required:
         for arg in rule.args:
             if arg.applies(args.get(arg.arg)):
-                required = required | arg.requires
-                if required & current != required:
+                required |= int(arg.requires)
+                if current & required != required:
                     error, why, need = arg.error, arg.why, arg.requires
                     break
         else:
             return
-    missing = Capability(int(required) & ~int(current))
-    transient = required & snapshot.configured == required
+    missing = Capability(required & ~current)
+    transient = required & int(snapshot.configured) == required
     if transient:
         reason = reasons(missing) if reasons is not None else ""
         reason = reason or "revoked by health probing"
@@ -131,8 +150,8 @@ def check(
         store=store,
         key=key,
         operation=operation,
-        required=required,
-        available=current,
+        required=Capability(required),
+        available=snapshot.current,
         reason=reason,
         transient=transient,
     )

@@ -25,6 +25,11 @@ class CapabilitySnapshot:
     configured: Capability
     current: Capability
     version: int = 0
+    #: ``int(current)``: the check routine's fast path tests plain ints (IntFlag ``&`` is slow).
+    bits: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", int(self.current))
 
 
 @dataclass(frozen=True, slots=True)

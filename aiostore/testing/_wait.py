@@ -73,4 +73,3 @@ async def wait_for_capability(
 
 def _name(capability: Capability) -> str:
     return capability.name or "|".join(capability.names) or str(int(capability))
-

@@ -47,6 +47,10 @@ class FakeDriver(Driver[FakeOptions]):
         self.objects: dict[str, bytes] = {}
         #: Capabilities the next probes report unhealthy, with the reason.
         self.unhealthy: dict[Capability, str] = {}
+        #: Raised by ``open_session`` (after ``open_delay``) while set.
+        self.open_error: Exception | None = None
+        #: Seconds the session's ``probe`` takes (inside the session, holding it).
+        self.probe_delay = 0.0
 
     def configured_capabilities(self) -> Capability:
         return Capability(self.options.caps)
@@ -58,6 +62,8 @@ class FakeDriver(Driver[FakeOptions]):
         self.calls["open_session"] += 1
         if self.options.open_delay:
             await asyncio.sleep(self.options.open_delay)
+        if self.open_error is not None:
+            raise self.open_error
         session = FakeSession(self)
         self.sessions.append(session)
         return session
@@ -85,6 +91,8 @@ class FakeSession(DriverSession):
 
     async def probe(self) -> ProbeResult:
         self.d.calls["probe"] += 1
+        if self.d.probe_delay:
+            await asyncio.sleep(self.d.probe_delay)
         verdicts = {
             Capability.READ_ACCESS: Verdict.ok(),
             Capability.READ_RANDOM: Verdict.ok(),

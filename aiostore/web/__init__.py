@@ -1,0 +1,35 @@
+"""aiohttp integration: the manager in an app's lifetime, a REST object service, live events and
+a capability dashboard.
+
+.. code-block:: python
+
+    from aiohttp import web
+    import aiostore.web
+
+    app = web.Application()
+    aiostore.web.setup(app, {"stores": {"mem": {"driver": "memory"}}})
+    app.add_routes(aiostore.web.object_routes())
+    web.run_app(app, host="127.0.0.1", port=8080)
+
+``app[aiostore.web.STORES]`` is the :class:`~aiostore.StoreManager` (a typed ``web.AppKey``).
+"""
+
+from __future__ import annotations
+
+from ._app import STORES as STORES
+from ._app import ManagerOrConfig as ManagerOrConfig
+from ._app import create_app as create_app
+from ._app import setup as setup
+from ._errors import status_for as status_for
+from ._routes import META_HEADER as META_HEADER
+from ._routes import object_routes as object_routes
+
+__all__ = [
+    "META_HEADER",
+    "STORES",
+    "ManagerOrConfig",
+    "create_app",
+    "object_routes",
+    "setup",
+    "status_for",
+]

@@ -1,0 +1,270 @@
+/* aiostore dashboard: paints the "snapshot" and "capability" Server-Sent Events of ./events and
+   refreshes health details from ./stores. No framework, no build step, nothing from a CDN.
+
+   Grid cells carry stable hooks for tests and scripts:
+     id="cap-<store>-<layer>-<CAPABILITY>" data-store data-layer data-cap data-held="true|false"
+   The 13 columns (names and bits) come from the snapshot event ("capabilities"), which lists
+   aiostore.capabilities.flags.NAMED in order. */
+"use strict";
+(function () {
+  const LAYERS = ["native", "configured", "current"];
+  const REFRESH_MS = 5000;
+  const MAX_TIMELINE = 200;
+  const SYMBOL = { held: "\u2713", revoked: "\u2717", "config-off": "\u2013", absent: "\u00b7" };
+
+  let caps = []; // [{name, value}]
+  const stores = new Map(); // name -> latest store snapshot (the /stores shape)
+  let refreshSoon = null;
+  let connected = false;
+  let snapshots = 0;
+
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  const holds = (value, cap) => (value & cap.value) === cap.value;
+  const cellId = (store, layer, cap) => `cap-${store}-${layer}-${cap}`;
+
+  function fmtTime(unix) {
+    return new Date(unix * 1000).toLocaleTimeString([], { hour12: false });
+  }
+
+  function ago(unix) {
+    if (unix == null) return "never";
+    const s = Math.max(0, Date.now() / 1000 - unix);
+    if (s < 1) return "just now";
+    if (s < 90) return `${Math.round(s)} s ago`;
+    if (s < 5400) return `${Math.round(s / 60)} min ago`;
+    return fmtTime(unix);
+  }
+
+  // -- store cards ------------------------------------------------------------------------
+  function card(name) {
+    const existing = document.getElementById("store-" + name);
+    if (existing) return existing;
+    const probe = h("button", { class: "probe-now", type: "button", text: "probe now" });
+    probe.addEventListener("click", () => probeNow(name, probe));
+    const head = h(
+      "div",
+      { class: "store-head" },
+      h("h2", { text: name }),
+      h("span", { class: "driver" }),
+      h("code", { class: "location" }),
+      h("span", { class: "badge" }),
+      probe
+    );
+    const headRow = h("tr", {}, h("th", { text: "" }));
+    for (const c of caps) headRow.append(h("th", { scope: "col", title: `${c.name} = ${c.value}`, text: c.name }));
+    const body = h("tbody");
+    for (const layer of LAYERS) {
+      const row = h("tr", { "data-layer": layer }, h("th", { scope: "row", text: layer }));
+      for (const c of caps) {
+        row.append(
+          h("td", {
+            id: cellId(name, layer, c.name),
+            class: "cell absent",
+            "data-store": name,
+            "data-layer": layer,
+            "data-cap": c.name,
+            "data-held": "false",
+          })
+        );
+      }
+      body.append(row);
+    }
+    const node = h(
+      "article",
+      { class: "store", id: "store-" + name, "data-store": name },
+      head,
+      h("div", { class: "grid-wrap" }, h("table", { class: "grid" }, h("thead", {}, headRow), body)),
+      h("div", { class: "health" }),
+      h("ul", { class: "reasons" })
+    );
+    const loading = document.getElementById("loading");
+    if (loading) loading.remove();
+    document.getElementById("stores").append(node);
+    return node;
+  }
+
+  function setCell(store, layer, cap, cls, title) {
+    const td = document.getElementById(cellId(store, layer, cap.name));
+    if (!td) return;
+    const held = String(cls === "held");
+    const changed = td.dataset.painted === "1" && td.dataset.held !== held;
+    td.dataset.held = held;
+    td.dataset.painted = "1";
+    td.className = "cell " + cls;
+    td.textContent = SYMBOL[cls];
+    td.title = title;
+    if (changed) {
+      td.classList.remove("flash");
+      void td.offsetWidth; // restart the animation
+      td.classList.add("flash");
+    }
+  }
+
+  function revokedReasons(snap) {
+    const out = [];
+    for (const [name, c] of Object.entries((snap.health && snap.health.capabilities) || {})) {
+      if (c.revoked) out.push(`${name}: ${c.reason}`);
+    }
+    return out.join("; ");
+  }
+
+  function paint(name) {
+    const snap = stores.get(name);
+    if (!snap || !caps.length) return;
+    const node = card(name);
+    const native = snap.native.value, configured = snap.configured.value, current = snap.current.value;
+    const why = revokedReasons(snap) || "revoked by health probing";
+    for (const c of caps) {
+      setCell(name, "native", c, holds(native, c) ? "held" : "absent",
+        holds(native, c) ? `${c.name}: the ${snap.driver} driver can` : `${c.name}: the ${snap.driver} driver cannot`);
+      const conf = holds(configured, c) ? "held" : holds(native, c) ? "config-off" : "absent";
+      setCell(name, "configured", c, conf,
+        conf === "held" ? `${c.name}: configured` : conf === "config-off" ? `${c.name}: turned off by configuration` : `${c.name}: not available`);
+      const cur = holds(current, c) ? "held" : holds(configured, c) ? "revoked" : conf === "config-off" ? "config-off" : "absent";
+      setCell(name, "current", c, cur,
+        cur === "held" ? `${c.name}: held now` : cur === "revoked" ? `${c.name}: revoked \u2014 ${why}` : `${c.name}: not configured`);
+    }
+    const healthy = current === configured;
+    node.dataset.healthy = String(healthy);
+    node.querySelector(".driver").textContent = snap.driver;
+    node.querySelector(".location").textContent = snap.location;
+    const badge = node.querySelector(".badge");
+    badge.className = "badge " + (healthy ? "healthy" : "degraded");
+    badge.textContent = healthy ? "healthy" : "degraded";
+    paintHealth(node, snap);
+  }
+
+  function paintHealth(node, snap) {
+    const health = snap.health || {};
+    const box = node.querySelector(".health");
+    const lastAt = health.last_probe_at;
+    const dur = health.last_probe_duration;
+    box.replaceChildren(
+      h("span", {}, "last probe ", h("b", { class: "ago", "data-at": lastAt == null ? "" : String(lastAt), text: ago(lastAt) }),
+        dur == null ? "" : ` (${(dur * 1000).toFixed(0)} ms)`),
+      h("span", {}, "probes ", h("b", { text: String(health.probes || 0) })),
+      h("span", {}, "every ", h("b", { text: `${snap.probe ? snap.probe.interval : "?"} s` }),
+        snap.probe && !snap.probe.enabled ? " (disabled)" : ""),
+      h("span", {}, "last error ", h("b", { text: health.last_error || "none" }))
+    );
+    const list = node.querySelector(".reasons");
+    const items = [];
+    for (const [name, c] of Object.entries(health.capabilities || {})) {
+      const state = c.revoked ? "REVOKED" : "ok";
+      const counts = c.revoked ? `${c.consecutive_failures} failed` : `${c.consecutive_successes} ok in a row`;
+      items.push(
+        h("li", { "data-cap": name, "data-revoked": String(c.revoked) },
+          `${name}: ${state}${c.reason ? " \u2014 " + c.reason : ""} (${counts})`)
+      );
+    }
+    if (!items.length) items.push(h("li", { text: "no probe verdicts yet" }));
+    list.replaceChildren(...items);
+  }
+
+  // -- data in ----------------------------------------------------------------------------
+  function applySnapshot(snapshot) {
+    if (Array.isArray(snapshot.capabilities) && snapshot.capabilities.length) caps = snapshot.capabilities;
+    for (const [name, snap] of Object.entries(snapshot.stores || {})) {
+      stores.set(name, snap);
+      paint(name);
+    }
+    snapshots += 1;
+    document.documentElement.dataset.snapshots = String(snapshots);
+  }
+
+  function applyChange(change) {
+    const snap = stores.get(change.store);
+    if (snap) {
+      snap.current = { value: change.new, names: change.new_names };
+      paint(change.store);
+    }
+    const parts = [];
+    if (change.revoked.length) parts.push("revoked " + change.revoked.join(", "));
+    if (change.restored.length) parts.push("restored " + change.restored.join(", "));
+    addTimeline(change.at, change.store, change.revoked.length ? "revoked" : "restored", parts.join("; "), change.reason);
+    // Health details (reasons, counters) come with the next /stores.
+    clearTimeout(refreshSoon);
+    refreshSoon = setTimeout(refresh, 200);
+  }
+
+  function addTimeline(at, store, kind, what, reason) {
+    const list = document.getElementById("timeline");
+    const item = h(
+      "li",
+      { "data-store": store || "", "data-kind": kind },
+      h("span", { class: "when", text: fmtTime(at) }),
+      h("span", { class: "store-name", text: store || "" }),
+      h("span", { class: "what", text: what }, h("span", { class: "reason", text: reason || "" }))
+    );
+    list.prepend(item);
+    while (list.children.length > MAX_TIMELINE) list.lastElementChild.remove();
+  }
+
+  async function refresh() {
+    if (!caps.length) return;
+    try {
+      const resp = await fetch("stores", { cache: "no-store" });
+      if (resp.ok) applySnapshot(await resp.json());
+    } catch (err) {
+      /* the event stream reports connection trouble */
+    }
+  }
+
+  async function probeNow(name, button) {
+    button.disabled = true;
+    try {
+      const resp = await fetch(`stores/${encodeURIComponent(name)}/probe`, { method: "POST" });
+      if (resp.ok) {
+        stores.set(name, await resp.json());
+        paint(name);
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function setConn(state, text) {
+    const el = document.getElementById("conn");
+    el.dataset.state = state;
+    el.textContent = text;
+  }
+
+  function connect() {
+    const source = new EventSource("events");
+    source.addEventListener("open", () => {
+      setConn("live", "live");
+      if (!connected) addTimeline(Date.now() / 1000, "", "info", "connected to the event stream", "");
+      connected = true;
+    });
+    source.addEventListener("error", () => {
+      if (connected) addTimeline(Date.now() / 1000, "", "info", "event stream lost; reconnecting", "");
+      connected = false;
+      if (source.readyState === EventSource.CLOSED) {
+        setConn("lost", "disconnected");
+        setTimeout(connect, 3000); // the browser gave up (e.g. a non-200 answer): start over
+      } else {
+        setConn("connecting", "reconnecting\u2026");
+      }
+    });
+    source.addEventListener("snapshot", (e) => applySnapshot(JSON.parse(e.data)));
+    source.addEventListener("capability", (e) => applyChange(JSON.parse(e.data)));
+  }
+
+  setInterval(refresh, REFRESH_MS);
+  setInterval(() => {
+    for (const el of document.querySelectorAll(".ago")) {
+      el.textContent = ago(el.dataset.at === "" ? null : Number(el.dataset.at));
+    }
+  }, 1000);
+  connect();
+})();

@@ -1,0 +1,147 @@
+"""Fixtures of the S3 driver tests: a real S3 server (moto) on 127.0.0.1, a fresh bucket per test,
+store configurations and a fault proxy in front of the server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from aiostore import Store, StoreManager
+from tests.support.faultproxy import FaultProxy
+
+MiB = 1 << 20
+#: Small parts keep the multipart paths fast: S3's minimum part size.
+PART = 5 * MiB
+#: The sizes every shared behaviour runs at.
+SIZES = (0, 1, PART - 1, PART, int(3.5 * PART))
+CREDENTIALS = {"access_key": "testing", "secret_key": "testing"}
+#: Probes run only when a test asks (the start-up probe still runs).
+QUIET_PROBE = {"interval": 3600.0, "timeout": 5.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Moto:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _linearize_writes(server: ThreadedMotoServer) -> None:
+    """moto checks ``If-None-Match: *`` and then stores, in threads of its own with no lock, so
+    two concurrent create-only puts can both win there, unlike on S3. Serialize moto's handling
+    of writes so that the server is linearizable like S3 and the tests test the driver."""
+    wsgi = server._server  # werkzeug's server; handlers read `.app` per request
+    assert wsgi is not None
+    inner = wsgi.app
+    lock = threading.Lock()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE"):
+            with lock:
+                return inner(environ, start_response)
+        return inner(environ, start_response)
+
+    wsgi.app = app
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Moto]:
+    """A moto S3 server on 127.0.0.1 for the whole session."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        _linearize_writes(server)
+        host, port = server.get_host_and_port()
+        yield Moto(host, port)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(moto: Moto) -> Any:
+    """A plain (sync) boto3 client on the server, to set up and inspect buckets."""
+    return boto3.client(
+        "s3",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def bucket(admin: Any) -> Iterator[str]:
+    """A fresh bucket; emptied afterwards so moto's memory stays small."""
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    admin.create_bucket(Bucket=name)
+    yield name
+    for upload in admin.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        admin.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+    keys = [o["Key"] for o in all_objects(admin, name)]
+    for i in range(0, len(keys), 1000):
+        admin.delete_objects(
+            Bucket=name, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]}
+        )
+
+
+def all_objects(admin: Any, bucket: str) -> list[dict[str, Any]]:
+    pages = admin.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [o for page in pages for o in page.get("Contents", [])]
+
+
+def uploads(admin: Any, bucket: str) -> list[dict[str, Any]]:
+    """Multipart uploads still open in ``bucket``."""
+    return list(admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+ConfigFactory = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def s3_config(moto: Moto, bucket: str) -> ConfigFactory:
+    """``s3_config(**options)``: a manager configuration with one ``s3`` store named "s3" on the
+    server (5 MiB parts and threshold); ``probe=`` replaces the probe settings."""
+
+    def make(*, probe: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        store: dict[str, Any] = {
+            "driver": "s3",
+            "bucket": bucket,
+            "endpoint_url": moto.url,
+            "part_size": PART,
+            "multipart_threshold": PART,
+            **CREDENTIALS,
+        }
+        store.update(options)
+        return {"probe": probe or dict(QUIET_PROBE), "stores": {"s3": store}}
+
+    return make
+
+
+@pytest.fixture
+async def manager(s3_config: ConfigFactory) -> AsyncIterator[StoreManager]:
+    async with StoreManager(s3_config()) as m:
+        yield m
+
+
+@pytest.fixture
+async def store(manager: StoreManager) -> Store:
+    return manager["s3"]
+
+
+@pytest.fixture
+async def proxy(moto: Moto) -> AsyncIterator[FaultProxy]:
+    """A fault proxy in front of the server (``proxy.url`` is the endpoint to give the store)."""
+    async with FaultProxy(moto.host, moto.port) as p:
+        yield p
