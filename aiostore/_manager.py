@@ -109,7 +109,7 @@ class StoreManager:
         for name, store_cfg in stores_cfg.items():
             store = self._build_store(name, store_cfg, base_probe)
             self._stores[name] = store
-            self._prober.add(name, store.probe_config, store.probe)
+            self._prober.add(name, store.probe_config, store._probe_once)
         default = config.get("default")
         if default is None:
             default = next(iter(self._stores), None)
@@ -270,7 +270,7 @@ class StoreManager:
             log.warning("store %r: start-up failed: %s", store.name, exc)
         cfg = store.probe_config
         if cfg.enabled and cfg.initial:
-            await store.probe(immediate=True)
+            await store._probe_once(immediate=True)
 
     async def _run_probers(self, started: asyncio.Future[None]) -> None:
         assert self._stop is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -35,6 +36,12 @@ class _Shared:
     users: int = 0
     retired: bool = False
     closed: bool = False
+    #: ``loop`` when it is an asyncio BaseEventLoop, which records the thread it is running in.
+    base_loop: asyncio.BaseEventLoop | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.loop, asyncio.BaseEventLoop):
+            self.base_loop = self.loop
 
 
 async def close_quietly(session: DriverSession, store: str) -> None:
@@ -86,12 +93,18 @@ class SessionPool:
         """The fast path: a user's reference on the usable shared session of the running loop,
         or None when one must be opened (or replaced) first — :meth:`acquire_shared` does that."""
         slot = self._current
+        if slot is None or slot.retired:
+            return None
+        # Is slot.loop the running loop? A thread runs at most one loop at a time, so "it runs in
+        # this thread" is exact — and far cheaper than asyncio.get_running_loop(), which makes a
+        # getpid() system call on Python 3.11, on the hot path of every operation. (The running
+        # loop is never closed.)
+        base = slot.base_loop
         if (
-            slot is not None
-            and not slot.retired
-            and slot.loop is asyncio.get_running_loop()  # the running loop is never closed
-            and not slot.session.is_broken
-        ):
+            base._thread_id == threading.get_ident()  # type: ignore[attr-defined]
+            if base is not None
+            else slot.loop is asyncio.get_running_loop()
+        ) and not slot.session.is_broken:
             slot.users += 1
             return slot
         return None
@@ -257,7 +270,6 @@ class SessionPool:
             "open": self.opened - self.closed,
             "users": cur.users if cur is not None else 0,
         }
-
 
 
 class SessionContext:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -392,7 +393,21 @@ class Store:
             _range(offset, length, self.name, key)
         if self._state.snapshot.bits & _READ_CEILING != _READ_CEILING:
             self._check("read", key, offset=offset, length=length)
-        data: bytes = await self._io("read", key, offset, length, "read", key, offset, length)
+        pool = self._pool
+        if pool.shared and not self._faults._active:
+            # _io() inlined for the commonest operation: a small read on the shared session.
+            slot = pool.acquire_nowait()
+            if slot is not None:
+                try:
+                    data: bytes = await slot.session.read(key, offset, length)
+                except BaseException as exc:
+                    if pool.release_nowait(slot, exc):
+                        await pool.close_slot(slot)
+                    raise self._failed(exc, key, "read")
+                if pool.release_nowait(slot):
+                    await pool.close_slot(slot)
+                return data
+        data = await self._io("read", key, offset, length, "read", key, offset, length)
         return data
 
     async def write(self, key: str, data: bytes, *, offset: int) -> int:
@@ -451,6 +466,11 @@ class Store:
 
         A probe that raises or exceeds ``timeout`` is a failure of every capability it checks.
         """
+        await self._probe_once(immediate)
+        return self.health
+
+    async def _probe_once(self, immediate: bool = False) -> None:
+        """One probe, folded in (the prober's loop calls this: it needs no report)."""
         cfg = self._health.config
         configured = self._state.snapshot.configured
         keys = [c for c in self.driver.probe_capabilities if int(c) & int(configured)]
@@ -458,7 +478,9 @@ class Store:
         error: str | None = None
         verdicts: ProbeResult
         try:
-            with anyio.fail_after(cfg.timeout):
+            # asyncio.timeout, not anyio.fail_after: every store runs this every interval, and an
+            # anyio cancel scope costs several times more CPU on asyncio.
+            async with asyncio.timeout(cfg.timeout):
                 if self._faults._active:
                     await self._faults.before_probe()
                 async with self._pool.session() as session:
@@ -476,7 +498,6 @@ class Store:
             verdicts = {k: Verdict.fail(error) for k in keys}
         duration = time.monotonic() - started
         self._health.apply(verdicts, duration=duration, error=error, immediate=immediate)
-        return self.health
 
 
 def _log_probe_error(store: str, exc: BaseException) -> None:

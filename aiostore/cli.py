@@ -25,7 +25,6 @@ from typing import IO, Any, Final
 
 import anyio.to_thread
 
-from . import __name__ as _package
 from ._manager import StoreManager
 from .capabilities.flags import NAMED, Capability
 from .capabilities.probe import HealthReport
@@ -47,8 +46,6 @@ DEFAULT_CONFIG: Final[dict[str, Any]] = {
 CHUNK: Final = 1 << 20
 #: Transfers at least this big show a progress line (when stderr is a terminal).
 PROGRESS_MIN: Final = 8 << 20
-
-log = logging.getLogger(_package)
 
 
 class UsageError(Exception):
@@ -75,7 +72,7 @@ def load_manager(config: str | None) -> StoreManager:
     """The manager of ``--config FILE``, or of :data:`DEFAULT_CONFIG`."""
     if config is not None:
         return StoreManager.from_file(config)
-    os.makedirs(DEFAULT_ROOT, exist_ok=True)
+    # The file driver creates ./aiostore-data at start-up when it is missing.
     return StoreManager(DEFAULT_CONFIG)
 
 
@@ -344,6 +341,9 @@ def _bind(host: str, port: int) -> socket.socket:
         if os.name == "posix":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
+        # Listening now means the URL printed at start-up is good at once: connections wait in
+        # the backlog until the app is up.
+        sock.listen(128)
     except OSError as exc:
         sock.close()
         raise OperationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc

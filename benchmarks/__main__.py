@@ -188,6 +188,9 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
                         echo(f"  {scenario.name}: {res.seconds:.1f}s")
                         for line in h.scenario_table(res) + h.scenario_notes(res):
                             echo("    " + line)
+            except h.Skip as exc:
+                group_notes.append(f"{group.name} scenarios skipped: {exc}")
+                echo(f"[{group.name}] skipped: {exc}")
             except h.HarnessError as exc:
                 harness_errors.append(f"{group.name}: {exc}")
                 echo(f"[{group.name}] HARNESS ERROR: {exc}")

@@ -777,7 +777,9 @@ def write_png(results: Sequence[ScenarioResult], path: Path) -> str | None:
             med.append(s["median"])
             lo.append(s["median"] - s["min"])
             hi.append(s["max"] - s["median"])
-            colors.append("#d1495b" if o.spec.role == "aiostore" else "#66a182")
+            colors.append(
+                {"aiostore": "#d1495b", "reference": "#a0a0a0"}.get(o.spec.role, "#66a182")
+            )
         y = range(len(labels))
         ax.barh(y, med, xerr=[lo, hi], color=colors, capsize=3)
         ax.set_yticks(list(y), labels, fontsize=8)

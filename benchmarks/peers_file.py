@@ -188,6 +188,43 @@ class Blocking(_Base):
         return n
 
 
+class WriteOnly(Blocking):
+    """Reference: the disk's share of a put — write + fsync + rename, no hashing."""
+
+    def op_put(self, rnd: int) -> int:
+        path = self.root / self.put_key(rnd)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            for chunk in chunks(self.base, self.size):
+                f.write(chunk)
+            if self.fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if self.fsync:
+            _fsync_dir(str(path.parent))
+        return self.size
+
+    op_get = None  # type: ignore[assignment]
+
+
+class HashOnly(Contender):
+    """Reference: the CPU's share of a put — md5 + sha256 of the same bytes, serially, no I/O."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.size: int = params["size"]
+        self.base = block()
+
+    def op_put(self, rnd: int) -> int:
+        md5, sha = hashlib.md5(), hashlib.sha256()
+        for chunk in chunks(self.base, self.size):
+            md5.update(chunk)
+            sha.update(chunk)
+        md5.hexdigest(), sha.hexdigest()
+        return self.size
+
+
 # -- raw aiofiles -----------------------------------------------------------------------------
 
 
@@ -441,6 +478,11 @@ CONTENDERS = (
     ContenderSpec("opendal", "benchmarks.peers_file:Opendal"),
     ContenderSpec("obstore", "benchmarks.peers_file:Obstore"),
 )
+#: Where the limits are: the disk alone, the hashing alone (file-large puts only).
+REFERENCES = (
+    ContenderSpec("ref: write + fsync only", "benchmarks.peers_file:WriteOnly", "reference"),
+    ContenderSpec("ref: md5 + sha256 only", "benchmarks.peers_file:HashOnly", "reference"),
+)
 
 
 def _after(env: dict[str, Any], spec: ContenderSpec, op: str, rnd: int) -> None:
@@ -474,7 +516,7 @@ class FileGroup(Group):
                 ),
                 ops=("put", "get"),
                 kind="large",
-                contenders=CONTENDERS,
+                contenders=CONTENDERS + REFERENCES,
                 params=large,
                 group=self.name,
                 timeout=300 if quick else 900,

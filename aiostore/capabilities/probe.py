@@ -9,6 +9,7 @@ hysteresis: revoke after ``failures_to_revoke`` consecutive failures, restore af
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -324,7 +325,8 @@ class _Schedule:
     name: str
     config: ProbeConfig
     run: Callable[[], Awaitable[object]]
-    wake: anyio.Event | None = None
+    #: Resolved to start the next probe early (see :meth:`Prober.request`).
+    wake: asyncio.Future[None] | None = None
     early_pending: bool = False
     last_early: float = -math.inf
     early_requests: int = 0
@@ -367,8 +369,10 @@ class Prober:
         sched.last_early = now
         sched.early_granted += 1
         sched.early_pending = True
-        if sched.wake is not None:
-            sched.wake.set()
+        wake = sched.wake
+        if wake is not None and not wake.done():
+            # thread-safe: a store may be used from another thread's event loop
+            wake.get_loop().call_soon_threadsafe(_set_if_pending, wake)
         return True
 
     def statistics(self, name: str) -> dict[str, int]:
@@ -377,20 +381,33 @@ class Prober:
 
     async def _loop(self, sched: _Schedule) -> None:
         cfg = sched.config
+        loop = asyncio.get_running_loop()
         while True:
-            delay = cfg.interval * random.uniform(0.9, 1.1)
             if not sched.early_pending:
-                sched.wake = anyio.Event()
-                with anyio.move_on_after(delay):
-                    await sched.wake.wait()
+                # A future woken by a timer (or by request()): far cheaper than a cancel scope
+                # timing out every interval, for every store.
+                wake: asyncio.Future[None] = loop.create_future()
+                sched.wake = wake
+                timer = loop.call_later(
+                    cfg.interval * random.uniform(0.9, 1.1), _set_if_pending, wake
+                )
+                try:
+                    await wake
+                finally:
+                    timer.cancel()
+                    sched.wake = None
             sched.early_pending = False
-            sched.wake = None
             try:
                 await sched.run()
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception:  # the run itself records failures; this is a last resort
                 log.exception("probe loop of store %r failed; continuing", sched.name)
+
+
+def _set_if_pending(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def all_capabilities(caps: Iterable[Capability]) -> Capability:

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import ctypes
 import dataclasses
 import errno
@@ -66,8 +67,8 @@ import secrets
 import stat as st_
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Final
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Final, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -90,9 +91,11 @@ from ..errors import (
 )
 from .base import Driver, DriverReader, DriverSession, map_os_error
 
-__all__ = ["FileDriver", "FileOptions", "FileReader", "FileSession"]
+__all__ = ["FileDriver", "FileOptions", "FileReader", "FileSession", "Workers"]
 
 log = logging.getLogger("aiostore.drivers.file")
+
+T = TypeVar("T")
 
 #: The extended attribute holding an object's metadata (JSON).
 XATTR: Final = "user.aiostore.meta"
@@ -109,6 +112,8 @@ _NAME_KEEP: Final = 180
 _LIST_BATCH: Final = 256
 #: Chunks a large reader keeps read ahead of its consumer.
 READ_AHEAD: Final = 3
+#: Worker threads per file store (blocking calls in flight at once; fsyncs batch better with many).
+WORKERS: Final = 32
 _SIDECAR_MAX: Final = 1 << 16
 
 _NO_XATTR: Final = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
@@ -188,15 +193,19 @@ class FileDriver(Driver[FileOptions]):
         self.root = os.path.abspath(os.path.expanduser(options.root))
         self.chunk_size = options.chunk_size
         self.tree = _Tree(self.root, options)
+        self.workers = Workers(WORKERS)
 
     def location_prefix(self) -> str:
         return "file://" + quote(self.root.rstrip("/"), safe="/") + "/"
 
     async def start(self) -> None:
-        await anyio.to_thread.run_sync(self.tree.start)
+        await self.workers.run(self.tree.start)
 
     async def open_session(self) -> FileSession:
         return FileSession(self)
+
+    async def aclose(self) -> None:
+        self.workers.shutdown()  # idle threads exit; a new use starts a new pool
 
 
 class FileSession(DriverSession):
@@ -204,6 +213,7 @@ class FileSession(DriverSession):
 
     def __init__(self, driver: FileDriver) -> None:
         self._t = driver.tree
+        self._workers = driver.workers
 
     async def probe(self) -> ProbeResult:
         t = self._t
@@ -256,14 +266,14 @@ class FileSession(DriverSession):
         while buffered < limit:
             chunk = await anext(it, None)
             if chunk is None:
-                await anyio.to_thread.run_sync(t.put_small, key, buf, overwrite, meta)
+                await self._workers.run(t.put_small, key, buf, overwrite, meta)
                 return
             if chunk:
                 buf.append(chunk)
                 buffered += len(chunk)
         box: list[_Pending] = []
         try:
-            await anyio.to_thread.run_sync(t.begin, key, overwrite, meta, buf, box)
+            await self._workers.run(t.begin, key, overwrite, meta, buf, box)
             fd = box[0].fd
             buf = []
             buffered = 0
@@ -274,14 +284,14 @@ class FileSession(DriverSession):
                 buffered += len(chunk)
                 # Write a large chunk at once: the stream hashes it in other threads meanwhile.
                 if buffered >= limit or len(chunk) >= THREAD_HASH_MIN:
-                    await anyio.to_thread.run_sync(_write_all, fd, buf)
+                    await self._workers.run(_write_all, fd, buf)
                     buf = []
                     buffered = 0
-            await anyio.to_thread.run_sync(t.commit, box[0], overwrite, buf)
+            await self._workers.run(t.commit, box[0], overwrite, buf)
         except BaseException:
             if box:
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(t.abort, box[0])
+                    await self._workers.run(t.abort, box[0])
             raise
 
     async def open(self, key: str, offset: int, length: int | None) -> DriverReader:
@@ -289,20 +299,21 @@ class FileSession(DriverSession):
         t.check_key(key)
         box: list[int] = []
         try:
-            size, first = await anyio.to_thread.run_sync(t.open_read, key, offset, length, box)
+            size, first = await self._workers.run(t.open_read, key, offset, length, box)
         except BaseException as exc:
             if box:  # opened, then cancelled before we could take the fd
                 _close_quietly(box[0])
             if isinstance(exc, OSError) and not isinstance(exc, StoreError):
                 raise t.error(exc, key, "open") from exc
             raise
-        return FileReader(box[0] if box else -1, offset + len(first), size, first, t.chunk_size)
+        fd = box[0] if box else -1
+        return FileReader(fd, offset + len(first), size, first, t.chunk_size, self._workers)
 
     async def read(self, key: str, offset: int, length: int | None) -> bytes:
         t = self._t
         t.check_key(key)
         try:
-            return await anyio.to_thread.run_sync(t.read, key, offset, length)
+            return await self._workers.run(t.read, key, offset, length)
         except StoreError:
             raise
         except OSError as exc:
@@ -312,7 +323,7 @@ class FileSession(DriverSession):
         t = self._t
         t.check_key(key)
         try:
-            return await anyio.to_thread.run_sync(t.patch, key, data, offset)
+            return await self._workers.run(t.patch, key, data, offset)
         except StoreError:
             raise
         except OSError as exc:
@@ -322,7 +333,7 @@ class FileSession(DriverSession):
         t = self._t
         t.check_key(key)
         try:
-            await anyio.to_thread.run_sync(t.delete, key)
+            await self._workers.run(t.delete, key)
         except StoreError:
             raise
         except OSError as exc:
@@ -332,7 +343,7 @@ class FileSession(DriverSession):
         t = self._t
         t.check_key(key)
         try:
-            return await anyio.to_thread.run_sync(t.stat, key)
+            return await self._workers.run(t.stat, key)
         except StoreError:
             raise
         except OSError as exc:
@@ -342,7 +353,7 @@ class FileSession(DriverSession):
         t = self._t
         t.check_key(key)
         try:
-            return await anyio.to_thread.run_sync(t.exists, key)
+            return await self._workers.run(t.exists, key)
         except StoreError:
             raise
         except OSError as exc:
@@ -354,7 +365,7 @@ class FileSession(DriverSession):
         try:
             while True:
                 try:
-                    batch = await anyio.to_thread.run_sync(_take, gen, _LIST_BATCH)
+                    batch = await self._workers.run(_take, gen, _LIST_BATCH)
                 except StoreError:
                     raise
                 except OSError as exc:
@@ -371,15 +382,18 @@ class FileReader(DriverReader):
     """An open file, read ``chunk_size`` bytes at a time by a read-ahead job in a worker thread.
 
     The first chunk comes with the open (objects that fit in it are read and closed there). For
-    larger ones a job in the loop's default executor keeps up to :data:`READ_AHEAD` chunks
+    larger ones a job in the driver's worker threads keeps up to :data:`READ_AHEAD` chunks
     ready: it reads one ``pread`` per chunk back to back while the consumer takes them, and it
     *ends* (freeing the thread) when that many are waiting, so a slow consumer holds memory for
     a few chunks and no thread. The thread-hop latency (tens of microseconds, more than copying a
     chunk from the page cache) is thus overlapped instead of paid per chunk.
     """
 
-    def __init__(self, fd: int, pos: int, size: int, first: bytes, chunk_size: int) -> None:
+    def __init__(
+        self, fd: int, pos: int, size: int, first: bytes, chunk_size: int, workers: Workers
+    ) -> None:
         self.size = size
+        self._workers = workers
         self._fd = fd
         self._first: bytes | None = first
         self._chunk = chunk_size
@@ -394,7 +408,7 @@ class FileReader(DriverReader):
         self._waiter: asyncio.Future[None] | None = None
         # Event loop side only:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._job: asyncio.Future[None] | None = None
+        self._job: concurrent.futures.Future[None] | None = None
 
     async def read_chunk(self) -> bytes:
         first = self._first
@@ -449,7 +463,8 @@ class FileReader(DriverReader):
             ):
                 return
             self._running = True
-        self._job = self._loop_().run_in_executor(None, self._run)
+        self._loop_()
+        self._job = self._workers.pool().submit(self._run)
 
     def _run(self) -> None:
         """The job (worker thread): read chunks until READ_AHEAD are ready, the end, or close."""
@@ -498,13 +513,74 @@ class FileReader(DriverReader):
         if waiter is not None:
             _wake(waiter)
         job = self._job
+        cancelled = False
         if running and job is not None:
             # The job stops after its current pread at most; only then may the fd close.
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait([job])
+            cancelled = await _wait_done(job)
         fd, self._fd = self._fd, -1
         if fd >= 0:
             _close_quietly(fd)
+        if cancelled:
+            raise asyncio.CancelledError
+
+
+class Workers:
+    """The driver's worker threads: every blocking call runs here, off the event loop.
+
+    Unlike ``anyio.to_thread.run_sync``, whose thread keeps running when the caller is cancelled
+    natively (``task.cancel()``, ``asyncio.timeout``), :meth:`run` never leaves a job running
+    behind its caller: a job that has not started is dropped, one that has is waited for
+    (further cancellations absorbed) before the cancellation propagates. So an operation that
+    returned, even by cancellation, has stopped touching its files: no descriptor is closed
+    under a running ``write``, and a cancelled put has either committed or left nothing by the
+    time the cancellation reaches its caller.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        self._max = max_workers
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self._max, thread_name_prefix="aiostore-file"
+                )
+            return self._pool
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in a worker thread."""
+        job = self.pool().submit(func, *args)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if not job.cancel():  # it runs already: let it finish first
+                await _wait_done(job)
+            raise
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+
+async def _wait_done(job: concurrent.futures.Future[Any]) -> bool:
+    """Wait until a started job is done, whatever cancellations arrive meanwhile; True when one
+    arrived (the caller re-raises it)."""
+    cancelled = False
+    # Shielded from anyio: a cancelled anyio scope re-delivers its cancellation on every loop
+    # iteration until the task leaves it, which would spin here for as long as the job runs.
+    with anyio.CancelScope(shield=True):
+        while not job.done():
+            try:
+                await asyncio.shield(asyncio.wrap_future(job))
+            except asyncio.CancelledError:
+                cancelled = True  # a native one (task.cancel, asyncio.timeout)
+            except BaseException:
+                break
+    return cancelled
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -273,11 +273,17 @@ class HTTPSession(DriverSession):
         return URL(self._base + quote(key, safe="/"), encoded=True)
 
     async def _exchange(
-        self, method: str, url: URL, headers: Mapping[str, str] | None, key: str | None
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str] | None,
+        key: str | None,
+        retryable: bool = True,
     ) -> aiohttp.ClientResponse:
         """One request, redirects followed by hand; returns the first non-redirect response.
 
-        Transport failures are translated; status codes are left to the caller.
+        Transport failures are translated. With ``retryable``, a 5xx/429 answer raises
+        BackendUnavailable (what :meth:`_request` retries); other statuses are the caller's.
         """
         redirects = 0
         while True:
@@ -288,7 +294,16 @@ class HTTPSession(DriverSession):
                     )
             except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
                 raise _transport_error(exc, key, f"{method} {_shown(url)}") from exc
-            if resp.status not in _REDIRECTS:
+            status = resp.status
+            if status not in _REDIRECTS:
+                if retryable and (status >= 500 or status == 429):
+                    resp.release()
+                    # 5xx proves a backend fault (a passive signal); 429 is the server pacing us.
+                    raise BackendUnavailable(
+                        f"{method} {_shown(url)}: HTTP {status} {resp.reason or ''}".rstrip(),
+                        key=key,
+                        revokes=_READ_ACCESS if status >= 500 else None,
+                    )
                 return resp
             resp.release()
             location = resp.headers.get("Location")
@@ -325,27 +340,12 @@ class HTTPSession(DriverSession):
             )
         return target.with_fragment(None)
 
-    async def _attempt(
-        self, method: str, url: URL, headers: Mapping[str, str] | None, key: str | None
-    ) -> aiohttp.ClientResponse:
-        resp = await self._exchange(method, url, headers, key)
-        status = resp.status
-        if status >= 500 or status == 429:
-            resp.release()
-            # 5xx proves a backend fault (a passive signal); 429 is the server pacing us.
-            raise BackendUnavailable(
-                f"{method} {_shown(url)}: HTTP {status} {resp.reason or ''}".rstrip(),
-                key=key,
-                revokes=_READ_ACCESS if status >= 500 else None,
-            )
-        return resp
-
     async def _request(
         self, method: str, url: URL, headers: Mapping[str, str] | None, key: str | None
     ) -> aiohttp.ClientResponse:
-        """``_attempt`` with bounded, jittered retries of BackendUnavailable (GET/HEAD only)."""
+        """``_exchange`` with bounded, jittered retries of BackendUnavailable (GET/HEAD only)."""
         try:
-            return await self._attempt(method, url, headers, key)
+            return await self._exchange(method, url, headers, key)
         except BackendUnavailable as exc:
             pending: BackendUnavailable | None = exc
         # The first attempt already failed: tenacity counts it, waits, and runs the rest.
@@ -359,7 +359,7 @@ class HTTPSession(DriverSession):
                 if pending is not None:
                     first, pending = pending, None
                     raise first
-                return await self._attempt(method, url, headers, key)
+                return await self._exchange(method, url, headers, key)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     # -- probe ----------------------------------------------------------------------------------
@@ -367,7 +367,7 @@ class HTTPSession(DriverSession):
         url = self._probe_url
         started = time.monotonic()
         try:
-            resp = await self._exchange("GET", url, _PROBE_RANGE, None)
+            resp = await self._exchange("GET", url, _PROBE_RANGE, None, retryable=False)
         except StoreError as exc:
             return _both_fail(exc.detail)
         try:
@@ -404,7 +404,7 @@ class HTTPSession(DriverSession):
         return {_READ_ACCESS: access, _READ_RANDOM: random}
 
     # -- reads ----------------------------------------------------------------------------------
-    async def open(self, key: str, offset: int, length: int | None) -> DriverReader:
+    async def open(self, key: str, offset: int, length: int | None) -> HTTPReader:
         url = self._url(key)
         if length == 0:
             # Nothing to fetch; still a read of an object that must exist.
@@ -424,6 +424,13 @@ class HTTPSession(DriverSession):
         except BaseException:
             resp.close()
             raise
+
+    async def read(self, key: str, offset: int, length: int | None) -> bytes:
+        reader = await self.open(key, offset, length)
+        try:
+            return await reader.read_all()
+        finally:
+            await reader.aclose()
 
     def _whole(self, resp: aiohttp.ClientResponse, key: str) -> HTTPReader:
         status = resp.status
@@ -575,19 +582,14 @@ class HTTPReader(DriverReader):
         try:
             chunk = await content.readany()
         except (aiohttp.ClientError, OSError) as exc:
-            self._abort()
-            raise _transport_error(exc, self._key, "reading the response body") from exc
+            raise self._failed(exc) from exc
         except BaseException:
             self._abort()
             raise
         n = len(chunk)
         if not n:  # the body ended
             if remaining > 0:
-                got = self.size - remaining
-                self._abort()
-                raise BackendUnavailable(
-                    f"the response ended after {got} of {self.size} bytes", key=self._key
-                )
+                raise self._short(self.size - remaining)
             self._finish()
             return chunk
         if remaining < 0:
@@ -600,6 +602,38 @@ class HTTPReader(DriverReader):
             return chunk
         self._remaining = remaining - n
         return chunk
+
+    async def read_all(self) -> bytes:
+        """Everything left, in one piece: the buffered read's path (one call, one join)."""
+        remaining = self._remaining
+        content = self._content
+        if remaining <= 0 or content is None:  # unknown size, or nothing left
+            parts = []
+            while chunk := await self.read_chunk():
+                parts.append(chunk)
+            return b"".join(parts)
+        try:
+            data = await content.readexactly(remaining)
+        except asyncio.IncompleteReadError as exc:
+            raise self._short(self.size - remaining + len(exc.partial)) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self._failed(exc) from exc
+        except BaseException:
+            self._abort()
+            raise
+        self._remaining = 0
+        self._finish()
+        return data
+
+    def _failed(self, exc: BaseException) -> StoreError:
+        self._abort()
+        return _transport_error(exc, self._key, "reading the response body")
+
+    def _short(self, got: int) -> BackendUnavailable:
+        self._abort()
+        return BackendUnavailable(
+            f"the response ended after {got} of {self.size} bytes", key=self._key
+        )
 
     def _finish(self) -> None:
         # Back to the pool if the body is complete; aiohttp closes the connection otherwise.
@@ -673,6 +707,8 @@ def _transport_error(exc: BaseException, key: str | None, doing: str) -> StoreEr
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS failed ({exc}); verify_tls = false accepts any certificate"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect ({exc.os_error.strerror or exc.os_error})"
     if isinstance(exc, aiohttp.ServerDisconnectedError):

@@ -30,9 +30,7 @@ class MemoryOptions:
 
     def __post_init__(self) -> None:
         if self.max_bytes is not None and self.max_bytes < 0:
-            raise BadStoreConfiguration(
-                f"must be ≥ 0, not {self.max_bytes!r}", option="max_bytes"
-            )
+            raise BadStoreConfiguration(f"must be ≥ 0, not {self.max_bytes!r}", option="max_bytes")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

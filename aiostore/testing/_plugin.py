@@ -23,6 +23,7 @@ from ._servers import HTTPServerStore, S3Server, StaticServer, start_moto
 
 __all__ = [
     "PROBE_SETTINGS",
+    "SERVER_PROBE_SETTINGS",
     "async_fixture",
     "faults",
     "file_store",
@@ -38,8 +39,12 @@ __all__ = [
     "store_manager_config",
 ]
 
-#: Probe settings of every store the fixtures build: fast, so health changes show in tests.
-PROBE_SETTINGS: Final[Mapping[str, Any]] = {"interval": 0.05, "timeout": 1.0}
+#: Probe settings of the stores the fixtures build: frequent, so health changes show quickly in
+#: tests, with timeouts that a loaded CI machine does not hit by accident (lower ``timeout`` in
+#: ``store_manager_config`` to test hanging probes quickly).
+PROBE_SETTINGS: Final[Mapping[str, Any]] = {"interval": 0.05, "timeout": 2.0}
+#: ... for stores on a server (S3, HTTP), whose probes make several requests.
+SERVER_PROBE_SETTINGS: Final[Mapping[str, Any]] = {"interval": 0.1, "timeout": 5.0}
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _FOLLOW: Final = "_aiostore_follows_test_loop"
@@ -212,7 +217,8 @@ def _skip_unless_capable(item: pytest.Function, marks: list[pytest.Mark]) -> Non
 @pytest.fixture
 def store_manager_config(tmp_path: Path) -> dict[str, Any]:
     """The configuration ``store_manager`` runs: a memory store ``"memory"`` (the default) and a
-    file store ``"file"`` under ``tmp_path``, probing every 0.05 s. Override it to add stores."""
+    file store ``"file"`` under ``tmp_path``, probing every 0.05 s with a 2 s timeout. Override it
+    to add or change stores."""
     return {
         "default": "memory",
         "probe": dict(PROBE_SETTINGS),
@@ -259,7 +265,7 @@ def s3_server() -> Iterator[S3Server]:
 @async_fixture
 async def s3_store(s3_server: S3Server) -> AsyncIterator[Store]:
     """An ``s3`` store on ``s3_server`` with a fresh bucket, in a running manager of its own."""
-    config = {"probe": dict(PROBE_SETTINGS), "stores": {"s3": s3_server.store_config()}}
+    config = {"probe": dict(SERVER_PROBE_SETTINGS), "stores": {"s3": s3_server.store_config()}}
     async with StoreManager(config) as manager:
         yield manager["s3"]
 
@@ -275,7 +281,7 @@ async def http_server_store(tmp_path: Path) -> AsyncIterator[HTTPServerStore]:
     base_url = await server.start()
     try:
         config = {
-            "probe": dict(PROBE_SETTINGS),
+            "probe": dict(SERVER_PROBE_SETTINGS),
             "stores": {"http": {"driver": "http", "base_url": base_url}},
         }
         async with StoreManager(config) as manager:

@@ -434,12 +434,15 @@ def object_routes(*, dashboard: bool = True, heartbeat: float = 15.0) -> web.Rou
         return resp
 
     if dashboard:
+        # Read once, here: a few KiB, and no file I/O on the event loop per request.
         static = files("aiostore.web") / "static"
+        page = (static / "index.html").read_bytes()
+        assets = {name: (static / name).read_bytes() for name in _ASSETS}
 
         @routes.get("/")
         async def index(request: web.Request) -> web.StreamResponse:
             return web.Response(
-                body=(static / "index.html").read_bytes(),
+                body=page,
                 content_type="text/html",
                 charset="utf-8",
                 headers={hdrs.CACHE_CONTROL: "no-cache"},
@@ -448,12 +451,11 @@ def object_routes(*, dashboard: bool = True, heartbeat: float = 15.0) -> web.Rou
         @routes.get("/dashboard/{asset}")
         async def asset(request: web.Request) -> web.StreamResponse:
             name = request.match_info["asset"]
-            content_type = _ASSETS.get(name)
-            if content_type is None:
+            if name not in assets:
                 raise web.HTTPNotFound()
             return web.Response(
-                body=(static / name).read_bytes(),
-                content_type=content_type,
+                body=assets[name],
+                content_type=_ASSETS[name],
                 charset="utf-8",
                 headers={hdrs.CACHE_CONTROL: "no-cache"},
             )

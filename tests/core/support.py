@@ -49,8 +49,12 @@ class FakeDriver(Driver[FakeOptions]):
         self.unhealthy: dict[Capability, str] = {}
         #: Raised by ``open_session`` (after ``open_delay``) while set.
         self.open_error: Exception | None = None
+        #: While set, ``open_session`` waits for this event (deterministic slow opens).
+        self.open_gate: asyncio.Event | None = None
         #: Seconds the session's ``probe`` takes (inside the session, holding it).
         self.probe_delay = 0.0
+        #: Per session method: an exception its next call raises (once).
+        self.fail_next: dict[str, BaseException] = {}
 
     def configured_capabilities(self) -> Capability:
         return Capability(self.options.caps)
@@ -62,6 +66,8 @@ class FakeDriver(Driver[FakeOptions]):
         self.calls["open_session"] += 1
         if self.options.open_delay:
             await asyncio.sleep(self.options.open_delay)
+        if self.open_gate is not None:
+            await self.open_gate.wait()
         if self.open_error is not None:
             raise self.open_error
         session = FakeSession(self)
@@ -113,6 +119,7 @@ class FakeSession(DriverSession):
         metadata: Any,
     ) -> None:
         self.d.calls["put"] += 1
+        self._maybe_fail("put")
         if not overwrite and key in self.d.objects:
             raise Duplicate("exists", key=key)
         data = b"".join([c async for c in stream])
@@ -120,33 +127,39 @@ class FakeSession(DriverSession):
 
     async def open(self, key: str, offset: int, length: int | None) -> DriverReader:
         self.d.calls["open"] += 1
+        self._maybe_fail("open")
         data = self._get(key)
         end = len(data) if length is None else offset + length
         return BytesReader(data[offset:end], chunk_size=4)
 
     async def read(self, key: str, offset: int, length: int | None) -> bytes:
         self.d.calls["read"] += 1
+        self._maybe_fail("read")
         data = self._get(key)
         end = len(data) if length is None else offset + length
         return data[offset:end]
 
     async def write(self, key: str, data: bytes, offset: int) -> int:
         self.d.calls["write"] += 1
+        self._maybe_fail("write")
         old = self._get(key)
         self.d.objects[key] = old[:offset] + data + old[offset + len(data) :]
         return len(data)
 
     async def delete(self, key: str) -> None:
         self.d.calls["delete"] += 1
+        self._maybe_fail("delete")
         self._get(key)
         del self.d.objects[key]
 
     async def stat(self, key: str) -> ObjectInfo:
         self.d.calls["stat"] += 1
+        self._maybe_fail("stat")
         return ObjectInfo(key, len(self._get(key)), time.time())
 
     async def exists(self, key: str) -> bool:
         self.d.calls["exists"] += 1
+        self._maybe_fail("exists")
         return key in self.d.objects
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
@@ -154,6 +167,11 @@ class FakeSession(DriverSession):
         for key in sorted(self.d.objects):
             if key.startswith(prefix):
                 yield ObjectInfo(key, len(self.d.objects[key]))
+
+    def _maybe_fail(self, method: str) -> None:
+        exc = self.d.fail_next.pop(method, None)
+        if exc is not None:
+            raise exc
 
     def _get(self, key: str) -> bytes:
         try:

@@ -7,8 +7,6 @@ import gc
 import json
 import time
 
-import pytest
-
 from aiostore import Capability as C
 from aiostore import CapabilityChange, Store, StoreManager
 from aiostore.capabilities.state import DEFAULT_BUFFER, ChangeHub
@@ -62,7 +60,12 @@ async def test_one_event_per_change_to_every_subscriber() -> None:
         assert first.revoked == C.WRITE_RANDOM and first.restored == C.NONE
         assert abs(first.at - time.time()) < 5
         json.dumps(first.to_dict())
-        assert first.to_dict()["revoked"] == ["WRITE_ACCESS", "WRITE_OFFSET", "WRITE_CHUNK", "WRITE_RANDOM"]
+        assert first.to_dict()["revoked"] == [
+            "WRITE_ACCESS",
+            "WRITE_OFFSET",
+            "WRITE_CHUNK",
+            "WRITE_RANDOM",
+        ]
 
 
 async def test_async_iteration_wakes_waiting_subscribers() -> None:

@@ -70,7 +70,9 @@ ID = "{0}({1})-no-{2}".format
 
 
 def _ids(cases: list[Any]) -> list[str]:
-    return [ID(op, ",".join(f"{k}={v}" for k, v in kw.items()), cap.name) for op, kw, cap, *_ in cases]
+    return [
+        ID(op, ",".join(f"{k}={v}" for k, v in kw.items()), cap.name) for op, kw, cap, *_ in cases
+    ]
 
 
 async def _make(configured: C, revoked: C | None) -> tuple[StoreManager, Store, FakeDriver]:
@@ -139,8 +141,9 @@ async def test_check_matrix(
     try:
         sessions_before = driver.calls["open_session"]
         data = CountingChunks([b"abc", b"def"])
+        call = _call(store, op, kw, style, data)
         with pytest.raises(CapabilityError) as info:
-            await _call(store, op, kw, style, data)
+            call.send(None)  # raises on the first step: nothing was awaited, no I/O
         exc = info.value
         assert type(exc) is error
         assert exc.transient is (mode == "revoked")

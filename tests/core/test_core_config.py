@@ -215,7 +215,9 @@ async def test_bad_keys_are_refused_before_any_io(key: str) -> None:
     ["a", "a/b/c", "..a", "a..", ".hidden", "ünïcödé/ключ/键/🙂", "x" * 1024, "é" * 512, "a b"],
 )
 async def test_good_keys_round_trip(key: str) -> None:
-    async with StoreManager({"probe": {"enabled": False}, "stores": {"m": {"driver": "memory"}}}) as m:
+    async with StoreManager(
+        {"probe": {"enabled": False}, "stores": {"m": {"driver": "memory"}}}
+    ) as m:
         store = m["m"]
         assert validate_key(key) == key
         obj = await store.put(key, key.encode())
@@ -314,4 +316,4 @@ def test_lookup_and_resolve() -> None:
     with pytest.raises(InvalidKey):
         manager.resolve("memory://a/../x")
     with pytest.raises(UnknownStore):
-        StoreManager({}).default
+        _ = StoreManager({}).default

@@ -1,4 +1,5 @@
-"""Sessions: shared per loop for DRIVER_REUSABLE drivers, per use otherwise; broken ones replaced."""
+"""Sessions: shared per loop for DRIVER_REUSABLE drivers, per use otherwise; broken ones
+replaced."""
 
 from __future__ import annotations
 
@@ -68,9 +69,7 @@ async def test_reusable_session_is_shared_by_100_concurrent_callers() -> None:
     [
         pytest.param(lambda: _manager(caps=int(C.RW_RANDOM)), id="driver-not-reusable"),
         pytest.param(
-            lambda: StoreManager(
-                {"probe": NO_PROBE, "stores": {"s": fake_store(reusable=False)}}
-            ),
+            lambda: StoreManager({"probe": NO_PROBE, "stores": {"s": fake_store(reusable=False)}}),
             id="reusable-false",
         ),
     ],
@@ -210,19 +209,26 @@ async def test_retired_session_with_no_users_is_closed_by_manager_exit() -> None
 
 
 async def test_cancelled_opener_does_not_cancel_the_waiters() -> None:
-    manager = _manager(open_delay=0.05)
+    manager = _manager()
     async with manager:
         driver = _driver(manager)
+        driver.open_gate = gate = asyncio.Event()
 
         async def user() -> DriverSession:
             async with manager.session("s") as session:
                 return session
 
         opener = asyncio.ensure_future(user())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        assert driver.calls["open_session"] == 1  # the opener waits inside open_session
         waiters = [asyncio.ensure_future(user()) for _ in range(5)]
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        assert driver.calls["open_session"] == 1  # ... and the others wait for it
         opener.cancel()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert driver.calls["open_session"] == 2  # one waiter took over the opening
+        gate.set()
         results = await asyncio.gather(*waiters)
         assert len({id(s) for s in results}) == 1
         assert opener.cancelled()

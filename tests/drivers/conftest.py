@@ -21,17 +21,18 @@ from aiostore import StoreManager
 FAST_PROBE: dict[str, Any] = {"interval": 0.05, "timeout": 5.0}
 
 
-def file_manager(root: Path | str, *, probe: dict[str, Any] | None = None, **options: Any) -> StoreManager:
+def file_manager(
+    root: Path | str, *, probe: dict[str, Any] | None = None, **options: Any
+) -> StoreManager:
     """A manager with one file store ``"f"`` at ``root``."""
-    table = {"driver": "file", "root": str(root), "probe": {**FAST_PROBE, **(probe or {})}, **options}
+    probe = {**FAST_PROBE, **(probe or {})}
+    table = {"driver": "file", "root": str(root), "probe": probe, **options}
     return StoreManager({"stores": {"f": table}})
 
 
 def leftovers(root: Path) -> list[str]:
     """The driver's own files (temporary files, sidecars, probe files) under ``root``."""
-    return sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if ".aiostore-" in p.name
-    )
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if ".aiostore-" in p.name)
 
 
 def open_fds_under(root: Path) -> list[str]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import os
 import random
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -77,3 +80,35 @@ async def raw_server() -> AsyncIterator[Callable[[RawHandler], Awaitable[RawServ
     finally:
         for srv in started:
             await srv.stop()
+
+
+@pytest.fixture
+def tls_context(tmp_path: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.fixture
+async def tls_server(site_root: Path, tls_context: ssl.SSLContext) -> AsyncIterator[WebServer]:
+    """The same server over https."""
+    srv = WebServer(site_root, ssl_context=tls_context)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import posixpath
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +57,13 @@ class WebServer:
     routes: dict[str, Handler] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     port: int = 0
+    ssl_context: ssl.SSLContext | None = None
     _runner: web.AppRunner | None = None
 
     @property
     def origin(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -76,7 +79,9 @@ class WebServer:
         # Handlers that hang on purpose must not hold up teardown.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self.host, self.port, reuse_address=True, ssl_context=self.ssl_context
+        )
         try:
             await site.start()
         except BaseException:

@@ -222,3 +222,16 @@ async def test_a_driver_without_a_running_server_starts_and_reports_it() -> None
             with pytest.raises(StoreGetNotSupported) as err:
                 await store.read("x")
             assert err.value.transient is True
+
+
+async def test_https_verifies_certificates_unless_told_not_to(tls_server: WebServer) -> None:
+    """A self-signed certificate: refused by default (READ_ACCESS revoked, the reason says
+    TLS); accepted with verify_tls = false, Range included."""
+    assert tls_server.base_url.startswith("https://")
+    async with http_store(tls_server.base_url, probe_path="hello.txt") as store:
+        assert Capability.READ_ACCESS not in store.capabilities
+        assert "TLS failed" in store.health.capabilities["READ_ACCESS"].reason
+    assert not tls_server.requests
+    async with http_store(tls_server.base_url, probe_path="hello.txt", verify_tls=False) as store:
+        assert store.is_capable(Capability.READ_RANDOM)
+        assert await store.read("hello.txt", offset=7) == HELLO[7:]

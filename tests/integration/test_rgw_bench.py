@@ -22,7 +22,7 @@ SIZE = int(os.environ.get("AIOSTORE_BENCH_MIB", "256")) * MiB
 #: aiobotocore that also computes md5 + sha256: against the unhashed raw upload the ratio is
 #: ~0.5 here, bound by hashing CPU on 2 cores shared with radosgw and the OSD (reported only).
 FLOOR = 0.5
-ROUNDS = int(os.environ.get("AIOSTORE_BENCH_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("AIOSTORE_BENCH_ROUNDS", "3"))
 
 
 async def test_throughput_vs_raw_aiobotocore(rgw: RGWEndpoint, ceph_cluster: CephCluster) -> None:

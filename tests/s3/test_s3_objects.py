@@ -15,7 +15,8 @@ from aiostore.drivers.s3 import PROBE_AREA, READ_CHUNK
 
 from .conftest import PART, SIZES, ConfigFactory, all_objects, uploads
 
-pytestmark = pytest.mark.parametrize("size", SIZES, ids=[f"{s}B" for s in SIZES])
+#: Every shared behaviour runs at each size (empty, one byte, around one part, several parts).
+sized = pytest.mark.parametrize("size", SIZES, ids=[f"{s}B" for s in SIZES])
 
 
 def blob(size: int, salt: bytes = b"") -> bytes:
@@ -30,6 +31,7 @@ async def chunks(data: bytes, n: int) -> AsyncIterator[bytes]:
         await asyncio.sleep(0)
 
 
+@sized
 async def test_put_read_stat_delete(store: Store, admin: Any, bucket: str, size: int) -> None:
     """A put stores exactly the bytes, with md5 checksum and metadata; delete removes it."""
     data = blob(size)
@@ -58,6 +60,7 @@ async def test_put_read_stat_delete(store: Store, admin: Any, bucket: str, size:
     assert all_objects(admin, bucket) == []
 
 
+@sized
 async def test_streamed_put_of_unknown_size(
     store: Store, admin: Any, bucket: str, size: int
 ) -> None:
@@ -71,6 +74,7 @@ async def test_streamed_put_of_unknown_size(
     assert uploads(admin, bucket) == []
 
 
+@sized
 async def test_ranges(store: Store, size: int) -> None:
     """Ranged reads: inside, across and past the end; an offset at or past the end is empty."""
     data = blob(size, b"ranges")
@@ -90,6 +94,7 @@ async def test_ranges(store: Store, size: int) -> None:
         assert b"".join(got) == want, (offset, length)
 
 
+@sized
 async def test_open_and_stop_early(store: Store, size: int) -> None:
     """A reader left after one chunk releases its connection; the store keeps working."""
     data = blob(size, b"early")
@@ -101,6 +106,7 @@ async def test_open_and_stop_early(store: Store, size: int) -> None:
     assert await store.read("e", offset=size // 2) == data[size // 2 :]
 
 
+@sized
 async def test_duplicate_and_overwrite(store: Store, size: int) -> None:
     """overwrite=False on an existing key is Duplicate and leaves it intact; True replaces it."""
     first, second = blob(size, b"1"), blob(size, b"2") + b"!"
@@ -114,6 +120,7 @@ async def test_duplicate_and_overwrite(store: Store, size: int) -> None:
     assert (await store.stat("d")).metadata == {"v": "2"}
 
 
+@sized
 async def test_concurrent_create_only_puts(
     store: Store, admin: Any, bucket: str, size: int
 ) -> None:
@@ -133,6 +140,7 @@ async def test_concurrent_create_only_puts(
     assert uploads(admin, bucket) == []
 
 
+@sized
 async def test_size_mismatch_stores_nothing(
     store: Store, admin: Any, bucket: str, size: int
 ) -> None:
@@ -153,9 +161,7 @@ async def test_size_mismatch_stores_nothing(
     assert await store.read("keep") == data
 
 
-async def test_keys_under_a_prefix(
-    s3_config: ConfigFactory, admin: Any, bucket: str, size: int
-) -> None:
+async def test_keys_under_a_prefix(s3_config: ConfigFactory, admin: Any, bucket: str) -> None:
     """With a driver prefix, keys are stored under it and listed relative to it; the probe's
     scratch area and objects outside the prefix are not listed."""
     admin.put_object(Bucket=bucket, Key="outside", Body=b"x")
@@ -163,6 +169,7 @@ async def test_keys_under_a_prefix(
     async with StoreManager(s3_config(prefix="pre")) as manager:
         store = manager["s3"]
         assert store.location_prefix == f"s3://{bucket}/pre/"
+        size = int(3.5 * PART)
         data = blob(size, b"prefix")
         await store.put("a/b", data)
         await store.put("a/c", b"c")

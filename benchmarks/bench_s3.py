@@ -1,0 +1,232 @@
+"""S3 driver benchmark: aiostore's ``s3`` store against raw aiobotocore doing the same calls.
+
+Both talk to one moto server running in a process of its own (``python -m moto.server``), so the
+server never shares the client's GIL. Each contender runs in a worker process of its own
+(``benchmarks/_harness.py``); rounds are interleaved, the order alternating each round; values
+are medians of 5 rounds (``--quick``: 3). The contenders are the ``aiostore`` and
+``raw aiobotocore`` ones of ``benchmarks/peers_s3.py`` (whose run also includes s3fs, obstore and
+opendal):
+
+- ``s3-large``: put a 256 MiB stream (``--quick``: 32 MiB) of 1 MiB chunks as 8 MiB parts,
+  4 in flight (aiostore also computes md5 + sha256 of it), then stream it back in 1 MiB chunks:
+  MB/s, client CPU per object, peak RSS growth;
+- ``s3-small``: 2,000 (``--quick``: 200) objects of 4 KiB, 64 in flight: put (aiostore:
+  create-only, hashed) and get (``store.read`` against ``get_object`` + ``read``): ops/s and
+  client CPU per operation (process CPU time ÷ operations). moto caps every client at a few
+  hundred ops/s, so CPU per op is where clients differ;
+- ``s3-session``: the same small put and get, 200 (``--quick``: 100) objects, aiostore with its
+  shared session against aiostore with ``reusable = false`` (a new aiobotocore client for every
+  operation): what DRIVER_REUSABLE saves.
+
+``run(quick)`` returns rows ``{"scenario", "contender", "metric", "value", "ratio"}`` (plus
+``min``, ``max``, ``n``): ``ratio`` is the median over raw aiobotocore's (in ``s3-session``: over
+shared-session aiostore's). Targets (issue #5): large-object throughput ≥ 0.95× raw, small-object
+ops/s ≥ 0.9× raw; goal (PERFORMANCE.md): client CPU per op ≤ 1.1× raw.
+``python -m benchmarks.bench_s3 [--quick]`` prints a table and the verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Final
+
+from ._harness import (
+    CPU_OBJ,
+    CPU_OP,
+    OPS,
+    THROUGHPUT,
+    ContenderSpec,
+    MiB,
+    Metric,
+    Scenario,
+    rmtree,
+    run_scenario,
+)
+from .peers_s3 import CONTENDERS, Aiostore, S3Group
+
+AIOSTORE: Final = "aiostore"
+RAW: Final = "raw aiobotocore"
+FRESH: Final = "aiostore, reusable=false"
+#: (scenario, metric, target on aiostore's ratio to raw, True when the ratio must be at least it)
+TARGETS: Final[tuple[tuple[str, Metric, float, bool], ...]] = (
+    ("s3-large", THROUGHPUT, 0.95, True),
+    ("s3-small", OPS, 0.9, True),
+    ("s3-small", CPU_OP, 1.1, False),
+)
+
+
+class AiostoreFreshClient(Aiostore):
+    """The ``aiostore`` contender with ``reusable = false``: every operation opens (and closes)
+    a session, i.e. a new aiobotocore client and connection pool."""
+
+    async def setup(self) -> None:
+        from aiostore import StoreManager
+
+        await super().setup()
+        shared = self.manager
+        options = dataclasses.asdict(self.store.driver.options)
+        config = {"driver": "s3", "reusable": False, **options}
+        self.manager = StoreManager({"probe": {"interval": 3600}, "stores": {"s": config}})
+        await self.manager.__aenter__()
+        self.store = self.manager["s"]
+        await shared.__aexit__(None, None, None)
+        await self.store.read(self.get_key(0))
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    pair = tuple(c for c in CONTENDERS if c.label in (AIOSTORE, RAW))
+    sessions = (
+        next(c for c in CONTENDERS if c.label == AIOSTORE),
+        ContenderSpec(FRESH, "benchmarks.bench_s3:AiostoreFreshClient", "reference"),
+    )
+    size = (32 if quick else 256) * MiB
+    count = 200 if quick else 2000
+    few = 100 if quick else 200
+    small = {"size": 0, "count": count, "concurrency": 64}
+    return [
+        Scenario(
+            name="s3-large",
+            title=f"{size // MiB} MiB multipart put and streaming get",
+            what=f"{size // MiB} MiB in 1 MiB chunks, 8 MiB parts, 4 in flight",
+            ops=("put", "get"),
+            kind="large",
+            contenders=pair,
+            params={"size": size, "count": 0, "concurrency": 64},
+            timeout=300 if quick else 900,
+        ),
+        Scenario(
+            name="s3-small",
+            title=f"4 KiB × {count:,} puts and gets, 64 in flight",
+            what=f"{count:,} objects of 4 KiB, 64 in flight",
+            ops=("put", "get"),
+            kind="small",
+            contenders=pair,
+            params=small,
+            warmup=True,
+            method_suffix="_small",
+            timeout=300 if quick else 900,
+        ),
+        Scenario(
+            name="s3-session",
+            title=f"4 KiB × {few:,}: shared client against a new client per operation",
+            what=f"{few:,} objects of 4 KiB, 64 in flight",
+            ops=("put", "get"),
+            kind="small",
+            contenders=sessions,
+            params={**small, "count": few},
+            warmup=True,
+            method_suffix="_small",
+            timeout=300 if quick else 900,
+        ),
+    ]
+
+
+def run(quick: bool, echo: Any = None) -> list[dict[str, Any]]:
+    """Measure the three scenarios; rows as described in the module docstring."""
+    rounds = 3 if quick else 5
+    tmp = Path(tempfile.mkdtemp(prefix="aiostore-bench-s3-"))
+    log_dir = tmp / "logs"
+    log_dir.mkdir()
+    wanted = scenarios(quick)
+    group = S3Group(quick, tmp, log_dir)
+    # The data the server holds before the run (S3Group.env uploads it).
+    group.large_size = wanted[0].params["size"]
+    group.small_count = wanted[1].params["count"]
+    rows: list[dict[str, Any]] = []
+    try:
+        with group.env() as env:
+            for scenario in wanted:
+                # Objects written by a round are deleted after it (untimed).
+                scenario.after = group._after
+                res = run_scenario(
+                    scenario, env, group.server, rounds, log_dir, echo=echo or (lambda s: None)
+                )
+                errors = [f"{o.spec.label}: {o.error}" for o in res.outcomes if o.error]
+                if errors:
+                    raise RuntimeError(f"{scenario.name} failed: {'; '.join(errors)}")
+                base_label = scenario.contenders[0].label if scenario.name == "s3-session" else RAW
+                for op in scenario.ops:
+                    for metric in scenario.metrics(with_server=False):
+                        base = res.summary(op, base_label, metric)
+                        for spec in scenario.contenders:
+                            s = res.summary(op, spec.label, metric)
+                            if s is None:
+                                continue
+                            ratio = (
+                                s["median"] / base["median"] if base and base["median"] else None
+                            )
+                            rows.append(
+                                {
+                                    "scenario": f"{scenario.name}/{op}",
+                                    "contender": spec.label,
+                                    "metric": f"{metric.name} ({metric.unit})",
+                                    "value": s["median"],
+                                    "ratio": ratio,
+                                    "min": s["min"],
+                                    "max": s["max"],
+                                    "n": s["n"],
+                                }
+                            )
+    finally:
+        rmtree(tmp)
+    return rows
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per target: met or missed."""
+    lines = []
+    for scenario, metric, target, at_least in TARGETS:
+        name = f"{metric.name} ({metric.unit})"
+        for row in rows:
+            if (
+                row["contender"] != AIOSTORE
+                or row["metric"] != name
+                or not row["scenario"].startswith(scenario + "/")
+                or row["ratio"] is None
+            ):
+                continue
+            ratio = row["ratio"]
+            ok = ratio >= target if at_least else ratio <= target
+            sign = "≥" if at_least else "≤"
+            lines.append(
+                f"{'ok  ' if ok else 'MISS'} {row['scenario']}: {name} aiostore {ratio:.2f}× raw"
+                f" (target {sign} {target}×)"
+            )
+    return lines
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'scenario':14s} {'contender':26s} {'metric':26s} {'median':>10s} {'min–max':>21s}"
+    lines = [head + f" {'ratio':>6s}"]
+    for r in rows:
+        span = f"{r['min']:.4g}–{r['max']:.4g}"
+        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        lines.append(
+            f"{r['scenario']:14s} {r['contender']:26s} {r['metric']:26s} {r['value']:>10.4g}"
+            f" {span:>21s} {ratio:>6s}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="32 MiB, 200 objects, 3 rounds")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    args = parser.parse_args(argv)
+    rows = run(args.quick, echo=lambda s: print(s, file=sys.stderr))
+    print(table(rows))
+    print()
+    print("ratio: over raw aiobotocore (s3-session: over aiostore with its shared client)")
+    print("\n".join(verdicts(rows)))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
