@@ -892,7 +892,8 @@ def _first_line(path: Path) -> str:
 
 def suite_table(res: SuiteResult) -> list[str]:
     keys = ["scenario", "contender", "metric", "value", "ratio"]
-    extra = sorted({k for r in res.rows for k in r} - set(keys))
+    seen = {k for r in res.rows for k in r} - set(keys)
+    extra = [k for k in ("min", "max", "n") if k in seen] + sorted(seen - {"min", "max", "n"})
     head = keys + extra
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in res.rows:

@@ -380,23 +380,29 @@ class Prober:
         return {"early_requests": sched.early_requests, "early_granted": sched.early_granted}
 
     async def _loop(self, sched: _Schedule) -> None:
-        cfg = sched.config
+        interval = sched.config.interval
         loop = asyncio.get_running_loop()
+        due = loop.time() + interval * random.uniform(0.9, 1.1)
         while True:
             if not sched.early_pending:
                 # A future woken by a timer (or by request()): far cheaper than a cancel scope
                 # timing out every interval, for every store.
                 wake: asyncio.Future[None] = loop.create_future()
                 sched.wake = wake
-                timer = loop.call_later(
-                    cfg.interval * random.uniform(0.9, 1.1), _set_if_pending, wake
-                )
+                timer = loop.call_at(due, _set_if_pending, wake)
                 try:
                     await wake
                 finally:
                     timer.cancel()
                     sched.wake = None
             sched.early_pending = False
+            # The interval runs from start to start: a late wake-up (a busy machine) or a slow
+            # probe does not push the schedule back — sleeping a whole interval after each probe
+            # drifts and delays detection. Never a burst to catch up (starts stay ≥ interval/2
+            # apart); an early probe restarts the schedule.
+            now = loop.time()
+            step = interval * random.uniform(0.9, 1.1)
+            due = max(due + step, now + interval / 2) if now >= due else now + step
             try:
                 await sched.run()
             except anyio.get_cancelled_exc_class():

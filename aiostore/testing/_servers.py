@@ -37,7 +37,8 @@ class S3Server:
 
     def store_config(self, bucket: str | None = None, **options: Any) -> dict[str, Any]:
         """A store table for the ``s3`` driver on this server; ``bucket`` defaults to a fresh,
-        unique name (created by the driver at start-up). ``options`` override or add options."""
+        unique name (created by the driver at start-up). Latency-based degradation is off
+        (``degraded_latency=None``). ``options`` override or add options."""
         config: dict[str, Any] = {
             "driver": "s3",
             "bucket": bucket or f"aiostore-test-{uuid.uuid4().hex[:16]}",
@@ -47,6 +48,8 @@ class S3Server:
             "secret_key": _MOTO_KEY,
             "addressing_style": "path",
             "create_bucket": True,
+            # A loaded CI machine slows moto, not a real backend: no latency-based revocation.
+            "degraded_latency": None,
         }
         config.update(options)
         return config

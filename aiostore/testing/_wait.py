@@ -64,7 +64,12 @@ async def wait_for_capability(
     waited = time.monotonic() - started
     wanted = "to be held" if present else "to be lost"
     now = "|".join(store.capabilities.names) or "NONE"
-    hint = "" if store.health.probing else " (the store's manager is not probing: is it running?)"
+    if present and capability & store.configured_capabilities != capability:
+        hint = " (the store is not configured with it: it can never be held)"
+    elif not store.health.probing:
+        hint = " (the store's manager is not probing: is it running?)"
+    else:
+        hint = ""
     raise CapabilityWaitTimeout(
         f"store {store.name!r}: waited {waited:.2f}s for {_name(capability)} {wanted};"
         f" current capabilities are {now}{hint}\n{store.health}"

@@ -32,7 +32,7 @@ Other hooks, all optional:
   it is absent the suite creates objects with ``store.put``.
 - class attributes: :attr:`~ConformanceSuite.supports_listing` (False: ``list`` must refuse
   with a permanent ``StoreGetNotSupported``), :attr:`~ConformanceSuite.large_size`,
-  :attr:`~ConformanceSuite.concurrent_puts`, :attr:`~ConformanceSuite.test_timeout`.
+  :attr:`~ConformanceSuite.concurrent_puts`, :attr:`~ConformanceSuite.timeout_per_test`.
 
 The aiostore plugin marks the suite's tests ``asyncio`` when no mark of yours applies, so
 pytest-asyncio's strict mode needs no configuration. To run them on a module-scoped loop, set
@@ -50,7 +50,7 @@ import io
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeAlias, TypeVar
 
 import pytest
 
@@ -81,6 +81,8 @@ BAD_KEYS: Final = (
 )
 
 _T = TypeVar("_T", bound=Callable[..., Awaitable[None]])
+#: The suite's ``create`` fixture: ``await create(key, data)``.
+Create: TypeAlias = Callable[[str, bytes], Awaitable[None]]
 
 
 class Seeder(Protocol):
@@ -90,17 +92,17 @@ class Seeder(Protocol):
 
 
 def _bounded(test: _T) -> _T:
-    """Fail a test that runs longer than the suite's ``test_timeout`` instead of hanging."""
+    """Fail a test that runs longer than the suite's ``timeout_per_test`` instead of hanging."""
 
     @functools.wraps(test)
     async def wrapper(self: ConformanceSuite, *args: Any, **kwargs: Any) -> None:
-        deadline = asyncio.timeout(self.test_timeout)
+        deadline = asyncio.timeout(self.timeout_per_test)
         try:
             async with deadline:
                 await test(self, *args, **kwargs)
         except TimeoutError:
             if deadline.expired():
-                pytest.fail(f"{test.__name__} took longer than {self.test_timeout}s")
+                pytest.fail(f"{test.__name__} took longer than {self.timeout_per_test}s")
             raise
 
     return wrapper  # type: ignore[return-value]
@@ -165,7 +167,7 @@ class ConformanceSuite:
     #: How many create-only puts race for one key.
     concurrent_puts: ClassVar[int] = 8
     #: Seconds one test may take.
-    test_timeout: ClassVar[float] = 60.0
+    timeout_per_test: ClassVar[float] = 60.0
 
     # -- fixtures to override ---------------------------------------------------------------------
     @pytest.fixture
@@ -192,12 +194,12 @@ class ConformanceSuite:
 
     # -- helpers --------------------------------------------------------------------------------
     @pytest.fixture
-    def prefix(self) -> str:
+    def key_prefix(self) -> str:
         """A fresh key prefix per test, so a shared backend works."""
         return f"conformance-{uuid.uuid4().hex[:12]}/"
 
     @pytest.fixture
-    def create(self, store: Store, seed: Seeder | None) -> Callable[[str, bytes], Awaitable[None]]:
+    def create(self, store: Store, seed: Seeder | None) -> Create:
         """``await create(key, data)``: the object exists afterwards (via ``seed`` or put)."""
 
         async def create(key: str, data: bytes) -> None:
@@ -217,9 +219,9 @@ class ConformanceSuite:
 
     # -- reads ----------------------------------------------------------------------------------
     @_bounded
-    async def test_read_whole_object(self, store: Store, create: Any, prefix: str) -> None:
+    async def test_read_whole_object(self, store: Store, create: Any, key_prefix: str) -> None:
         data = _blob(1000, b"whole")
-        key = f"{prefix}whole.bin"
+        key = f"{key_prefix}whole.bin"
         await create(key, data)
         assert await store.read(key) == data
         async with store.open(key) as reader:
@@ -227,8 +229,8 @@ class ConformanceSuite:
             assert await reader.read() == data
 
     @_bounded
-    async def test_read_empty_object(self, store: Store, create: Any, prefix: str) -> None:
-        key = f"{prefix}empty"
+    async def test_read_empty_object(self, store: Store, create: Any, key_prefix: str) -> None:
+        key = f"{key_prefix}empty"
         await create(key, b"")
         assert await store.read(key) == b""
         assert (await store.stat(key)).size == 0
@@ -237,9 +239,9 @@ class ConformanceSuite:
 
     @_bounded
     @pytest.mark.needs_capability(_C.READ_RANDOM)
-    async def test_read_ranges(self, store: Store, create: Any, prefix: str) -> None:
+    async def test_read_ranges(self, store: Store, create: Any, key_prefix: str) -> None:
         data = _blob(777, b"ranges")
-        key = f"{prefix}ranges.bin"
+        key = f"{key_prefix}ranges.bin"
         await create(key, data)
         cases = [
             (0, None),
@@ -264,10 +266,10 @@ class ConformanceSuite:
 
     @_bounded
     async def test_open_streams_a_large_object_in_chunks(
-        self, store: Store, create: Any, prefix: str
+        self, store: Store, create: Create, key_prefix: str
     ) -> None:
         data = _blob(self.large_size, b"large")
-        key = f"{prefix}large.bin"
+        key = f"{key_prefix}large.bin"
         await create(key, data)
         chunks: list[bytes] = []
         async with store.open(key) as reader:
@@ -285,10 +287,10 @@ class ConformanceSuite:
 
     @_bounded
     async def test_cancelled_read_releases_the_store(
-        self, store: Store, create: Any, prefix: str
+        self, store: Store, create: Create, key_prefix: str
     ) -> None:
         data = _blob(self.large_size, b"cancel-read")
-        key = f"{prefix}cancel-read.bin"
+        key = f"{key_prefix}cancel-read.bin"
         await create(key, data)
         started = asyncio.Event()
 
@@ -299,15 +301,15 @@ class ConformanceSuite:
                     await asyncio.sleep(3600)
 
         task = asyncio.create_task(consume())
-        await asyncio.wait_for(started.wait(), self.test_timeout / 2)
+        await asyncio.wait_for(started.wait(), self.timeout_per_test / 2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         assert await store.read(key) == data
 
     @_bounded
-    async def test_missing_object(self, store: Store, prefix: str) -> None:
-        key = f"{prefix}missing"
+    async def test_missing_object(self, store: Store, key_prefix: str) -> None:
+        key = f"{key_prefix}missing"
         assert await store.exists(key) is False
         with pytest.raises(errors.NotFound) as info:
             await store.read(key)
@@ -319,9 +321,9 @@ class ConformanceSuite:
                 await reader.read()
 
     @_bounded
-    async def test_stat_and_exists(self, store: Store, create: Any, prefix: str) -> None:
+    async def test_stat_and_exists(self, store: Store, create: Any, key_prefix: str) -> None:
         data = _blob(4321, b"stat")
-        key = f"{prefix}dir/stat.bin"
+        key = f"{key_prefix}dir/stat.bin"
         await create(key, data)
         assert await store.exists(key) is True
         info = await store.stat(key)
@@ -331,12 +333,12 @@ class ConformanceSuite:
         if info.modified is not None:
             assert abs(time.time() - info.modified) < 24 * 3600
         # A "directory" is not an object.
-        assert await store.exists(f"{prefix}dir") is False
+        assert await store.exists(f"{key_prefix}dir") is False
 
     @_bounded
-    async def test_unusual_but_valid_keys(self, store: Store, create: Any, prefix: str) -> None:
+    async def test_unusual_but_valid_keys(self, store: Store, create: Any, key_prefix: str) -> None:
         for i, name in enumerate(["ü ñ é.txt", "a+b=c&d", "100%25 sure", "sp ace/x", "#?;,"]):
-            key = f"{prefix}{name}"
+            key = f"{key_prefix}{name}"
             data = f"object {i}".encode()
             await create(key, data)
             assert await store.read(key) == data, key
@@ -345,44 +347,44 @@ class ConformanceSuite:
 
     # -- listing --------------------------------------------------------------------------------
     @_bounded
-    async def test_list_by_prefix(self, store: Store, create: Any, prefix: str) -> None:
+    async def test_list_by_prefix(self, store: Store, create: Any, key_prefix: str) -> None:
         if not self.supports_listing:
             with pytest.raises(errors.StoreGetNotSupported) as info:
-                await _keys(store, prefix)
+                await _keys(store, key_prefix)
             assert info.value.transient is False
             return
         objects = {
-            f"{prefix}a/1": b"1",
-            f"{prefix}a/2": b"22",
-            f"{prefix}a/b/3": b"333",
-            f"{prefix}ab": b"4444",
-            f"{prefix}b/1": b"55555",
+            f"{key_prefix}a/1": b"1",
+            f"{key_prefix}a/2": b"22",
+            f"{key_prefix}a/b/3": b"333",
+            f"{key_prefix}ab": b"4444",
+            f"{key_prefix}b/1": b"55555",
         }
         for key, data in objects.items():
             await create(key, data)
         expect = {k: len(v) for k, v in objects.items()}
-        assert await _keys(store, prefix) == expect
-        assert await _keys(store, f"{prefix}a/") == {
-            k: n for k, n in expect.items() if k.startswith(f"{prefix}a/")
+        assert await _keys(store, key_prefix) == expect
+        assert await _keys(store, f"{key_prefix}a/") == {
+            k: n for k, n in expect.items() if k.startswith(f"{key_prefix}a/")
         }
         # A prefix is a string prefix, not only a directory.
-        assert await _keys(store, f"{prefix}a") == {
-            k: n for k, n in expect.items() if k.startswith(f"{prefix}a")
+        assert await _keys(store, f"{key_prefix}a") == {
+            k: n for k, n in expect.items() if k.startswith(f"{key_prefix}a")
         }
-        assert await _keys(store, f"{prefix}nothing/") == {}
-        listed = [info.key async for info in store.list(prefix)]
+        assert await _keys(store, f"{key_prefix}nothing/") == {}
+        listed = [info.key async for info in store.list(key_prefix)]
         assert len(listed) == len(set(listed))
         # Stopping a listing early is fine.
-        lister = store.list(prefix)
+        lister = store.list(key_prefix)
         await lister.__anext__()
         await lister.aclose()
 
     # -- writes ---------------------------------------------------------------------------------
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_put_returns_stored_object(self, store: Store, prefix: str) -> None:
+    async def test_put_returns_stored_object(self, store: Store, key_prefix: str) -> None:
         data = _blob(5000, b"put")
-        key = f"{prefix}put.bin"
+        key = f"{key_prefix}put.bin"
         stored = await store.put(key, data, metadata={"a": "b"})
         assert stored.key == key
         assert stored.store == store.name
@@ -394,12 +396,12 @@ class ConformanceSuite:
         assert stored.multihash == hashlib.sha256(data).hexdigest()
         assert dict(stored.metadata) == {"a": "b"}
         assert await store.read(key) == data
-        other = await store.put(f"{prefix}put512.bin", data, hash_algo="sha512")
+        other = await store.put(f"{key_prefix}put512.bin", data, hash_algo="sha512")
         assert other.multihash == hashlib.sha512(data).hexdigest()
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_put_accepts_every_input_kind(self, store: Store, prefix: str) -> None:
+    async def test_put_accepts_every_input_kind(self, store: Store, key_prefix: str) -> None:
         data = _blob(70_000, b"kinds")
         pieces = [data[i : i + 8192] for i in range(0, len(data), 8192)]
         inputs: dict[str, Any] = {
@@ -412,19 +414,19 @@ class ConformanceSuite:
             "async-file": _AsyncFile(data),
         }
         for kind, value in inputs.items():
-            key = f"{prefix}{kind}"
+            key = f"{key_prefix}{kind}"
             stored = await store.put(key, value)
             assert stored.size == len(data), kind
             assert stored.checksum == hashlib.md5(data).hexdigest(), kind
             assert await store.read(key) == data, kind
-        stored = await store.put(f"{prefix}sized", pieces, size=len(data))
+        stored = await store.put(f"{key_prefix}sized", pieces, size=len(data))
         assert stored.size == len(data)
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_put_streams_a_large_object(self, store: Store, prefix: str) -> None:
+    async def test_put_streams_a_large_object(self, store: Store, key_prefix: str) -> None:
         data = _blob(self.large_size, b"stream")
-        key = f"{prefix}stream.bin"
+        key = f"{key_prefix}stream.bin"
         pieces = [data[i : i + 65_536] for i in range(0, len(data), 65_536)]
         stored = await store.put(key, _aiter(pieces), size=len(data))
         assert stored.size == len(data)
@@ -434,8 +436,8 @@ class ConformanceSuite:
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_duplicate_and_overwrite(self, store: Store, prefix: str) -> None:
-        key = f"{prefix}dup"
+    async def test_duplicate_and_overwrite(self, store: Store, key_prefix: str) -> None:
+        key = f"{key_prefix}dup"
         await store.put(key, b"first", metadata={"v": "1"})
         with pytest.raises(errors.Duplicate) as info:
             await store.put(key, b"second")
@@ -451,9 +453,9 @@ class ConformanceSuite:
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
     async def test_concurrent_create_only_puts_have_one_winner(
-        self, store: Store, prefix: str
+        self, store: Store, key_prefix: str
     ) -> None:
-        key = f"{prefix}race"
+        key = f"{key_prefix}race"
         payloads = [_blob(20_000 + i, bytes([i])) for i in range(self.concurrent_puts)]
         results = await asyncio.gather(
             *(store.put(key, p) for p in payloads), return_exceptions=True
@@ -466,9 +468,9 @@ class ConformanceSuite:
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_size_mismatch_stores_nothing(self, store: Store, prefix: str) -> None:
+    async def test_size_mismatch_stores_nothing(self, store: Store, key_prefix: str) -> None:
         data = _blob(10_000, b"size")
-        too_long, too_short = f"{prefix}too-long", f"{prefix}too-short"
+        too_long, too_short = f"{key_prefix}too-long", f"{key_prefix}too-short"
         with pytest.raises(errors.SizeMismatch):
             await store.put(too_long, data, size=len(data) - 1)
         with pytest.raises(errors.SizeMismatch):
@@ -476,7 +478,7 @@ class ConformanceSuite:
         assert await store.exists(too_long) is False
         assert await store.exists(too_short) is False
         # A failed overwrite leaves the old object whole.
-        key = f"{prefix}kept"
+        key = f"{key_prefix}kept"
         await store.put(key, b"original")
         with pytest.raises(errors.SizeMismatch):
             await store.put(key, data, size=3, overwrite=True)
@@ -484,7 +486,7 @@ class ConformanceSuite:
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_failing_input_stores_nothing(self, store: Store, prefix: str) -> None:
+    async def test_failing_input_stores_nothing(self, store: Store, key_prefix: str) -> None:
         class Boom(Exception):
             pass
 
@@ -493,7 +495,7 @@ class ConformanceSuite:
             yield _blob(50_000, b"boom2")
             raise Boom("the input broke")
 
-        key = f"{prefix}broken"
+        key = f"{key_prefix}broken"
         with pytest.raises(Boom):
             await store.put(key, failing())
         assert await store.exists(key) is False
@@ -504,9 +506,9 @@ class ConformanceSuite:
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_cancelled_put_leaves_nothing(self, store: Store, prefix: str) -> None:
+    async def test_cancelled_put_leaves_nothing(self, store: Store, key_prefix: str) -> None:
         for existing in (None, b"original"):
-            key = f"{prefix}cancelled-{existing is not None}"
+            key = f"{key_prefix}cancelled-{existing is not None}"
             if existing is not None:
                 await store.put(key, existing)
             consumed = asyncio.Event()
@@ -518,7 +520,7 @@ class ConformanceSuite:
                 yield b"never"
 
             task = asyncio.create_task(store.put(key, stalling(consumed), overwrite=True))
-            await asyncio.wait_for(consumed.wait(), self.test_timeout / 2)
+            await asyncio.wait_for(consumed.wait(), self.timeout_per_test / 2)
             await asyncio.sleep(0.05)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -532,8 +534,8 @@ class ConformanceSuite:
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_delete(self, store: Store, prefix: str) -> None:
-        key = f"{prefix}deleted"
+    async def test_delete(self, store: Store, key_prefix: str) -> None:
+        key = f"{key_prefix}deleted"
         await store.put(key, b"x")
         await store.delete(key)
         assert await store.exists(key) is False
@@ -547,28 +549,28 @@ class ConformanceSuite:
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_metadata_round_trip(self, store: Store, prefix: str) -> None:
+    async def test_metadata_round_trip(self, store: Store, key_prefix: str) -> None:
         metadata = {
             "author": "Zoë",
             "empty": "",
             "tags": ["a", "b c"],
             "nested": {"k": "v", "list": [{"deep": "yes"}]},
         }
-        key = f"{prefix}meta"
+        key = f"{key_prefix}meta"
         stored = await store.put(key, b"with metadata", metadata=metadata)
         assert dict(stored.metadata) == metadata
         assert _plain((await store.stat(key)).metadata) == metadata
-        plain = f"{prefix}no-meta"
+        plain = f"{key_prefix}no-meta"
         await store.put(plain, b"none")
         assert dict((await store.stat(plain)).metadata) == {}
         with pytest.raises(errors.InvalidMetadata):
-            await store.put(f"{prefix}bad-meta", b"x", metadata={"n": 1})
-        assert await store.exists(f"{prefix}bad-meta") is False
+            await store.put(f"{key_prefix}bad-meta", b"x", metadata={"n": 1})
+        assert await store.exists(f"{key_prefix}bad-meta") is False
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_CHUNK)
-    async def test_write_patches_in_place(self, store: Store, prefix: str) -> None:
-        key = f"{prefix}patch"
+    async def test_write_patches_in_place(self, store: Store, key_prefix: str) -> None:
+        key = f"{key_prefix}patch"
         await store.put(key, b"hello world")
         assert await store.write(key, b"HELLO", offset=0) == 5
         assert await store.read(key) == b"HELLO world"
@@ -577,16 +579,16 @@ class ConformanceSuite:
             assert await store.read(key) == b"HELLO World"
         assert (await store.stat(key)).size == 11
         with pytest.raises(errors.NotFound):
-            await store.write(f"{prefix}missing", b"x", offset=0)
+            await store.write(f"{key_prefix}missing", b"x", offset=0)
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_unknown_hash_algo_reads_nothing(self, store: Store, prefix: str) -> None:
+    async def test_unknown_hash_algo_reads_nothing(self, store: Store, key_prefix: str) -> None:
         chunks = _Chunks([b"a", b"b"])
         with pytest.raises(errors.UnknownHashingAlgo):
-            await store.put(f"{prefix}hash", chunks, hash_algo="no-such-hash")
+            await store.put(f"{key_prefix}hash", chunks, hash_algo="no-such-hash")
         assert chunks.taken == 0
-        assert await store.exists(f"{prefix}hash") is False
+        assert await store.exists(f"{key_prefix}hash") is False
 
     # -- keys and the check routine -----------------------------------------------------------
     @_bounded
@@ -624,11 +626,11 @@ class ConformanceSuite:
         ],
     )
     async def test_check_routine_refuses_what_the_store_never_has(
-        self, store: Store, prefix: str, operation: str, needs: Capability
+        self, store: Store, key_prefix: str, operation: str, needs: Capability
     ) -> None:
         if needs & store.configured_capabilities == needs:
             pytest.skip(f"the store has {needs.name or '|'.join(needs.names)}")
-        key = f"{prefix}never"
+        key = f"{key_prefix}never"
         chunks = _Chunks([b"data"])
         expected: type[errors.CapabilityError]
         call: Callable[[], Awaitable[object]]
@@ -662,9 +664,11 @@ class ConformanceSuite:
 
     @_bounded
     @pytest.mark.needs_capability(_C.WRITE_ACCESS)
-    async def test_revoked_capability_is_refused_before_io(self, store: Store, prefix: str) -> None:
+    async def test_revoked_capability_is_refused_before_io(
+        self, store: Store, key_prefix: str
+    ) -> None:
         injector = FaultInjector()
-        key = f"{prefix}revoked"
+        key = f"{key_prefix}revoked"
         with injector.read_only(store):
             # The backend refuses the write: that proves WRITE_ACCESS lost and revokes it.
             with pytest.raises(errors.StorageWriteDenied):

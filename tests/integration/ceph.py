@@ -16,6 +16,7 @@ thread, async tests call :meth:`CephCluster.ceph` through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import json
@@ -44,6 +45,8 @@ __all__ = [
     "RGWEndpoint",
     "ensure_installed",
     "missing_binaries",
+    "running_cluster",
+    "start_cluster",
 ]
 
 #: Debian packages that hold every binary below (ceph-base comes in as a dependency).
@@ -251,6 +254,7 @@ class CephCluster:
             raise CephError(f"Ceph binaries missing: {missing} (call ensure_installed() first)")
         deadline = time.monotonic() + timeout
         t0 = time.monotonic()
+        atexit.register(self.stop)  # a forgotten stop() still ends the daemons
         try:
             self._prepare()
             self._start_mon(deadline)
@@ -299,6 +303,7 @@ class CephCluster:
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM each daemon, wait up to ``grace`` seconds for it, else SIGKILL it; reap them all,
         remove the temp dir (unless ``keep``). Idempotent; never raises for a dead daemon."""
+        atexit.unregister(self.stop)
         # One at a time, clients first (rgw, osd, mgr, mon): each stops in well under a second
         # while the monitor is still there, but SIGTERM to all at once costs ~5 s of waiting.
         for name, proc in reversed(self.procs.items()):
@@ -333,11 +338,12 @@ class CephCluster:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         # Three distinct ports that were free just now. A daemon that loses the race exits at
         # once, which the waits notice (the fixture then retries with fresh ports).
-        ports: set[int] = set()
+        ports: list[int] = []
         while len(ports) < 3:
-            ports.add(free_port())
-        p2, p1, rgw = sorted(ports)
-        self.mon_ports, self.rgw_port = (p2, p1), rgw
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.mon_ports, self.rgw_port = (ports[0], ports[1]), ports[2]
         fsid = str(uuid.uuid4())
         self.conf.write_text(self._config(fsid))
         _run(
@@ -399,7 +405,6 @@ pid file = {d}/run/$name.pid
 log file = {d}/log/$name.log
 keyring = {d}/keyring
 crash dir = {d}/crash
-exec dir = {d}/run
 mon data = {d}/mon/$id
 mgr data = {d}/mgr/$id
 osd data = {d}/osd/$id
@@ -511,11 +516,20 @@ rgw enable usage log = false
     def _warm_up(self, deadline: float) -> None:
         """The first bucket, object and multipart upload touch lazily initialised state: do them
         once here so tests do not pay (or time) it."""
-        client = self.botocore_client()
+        try:
+            self._warm_up_calls(max(5.0, deadline - time.monotonic()))
+        except CephError:
+            raise
+        except Exception as exc:
+            raise CephError(f"warming up the gateway failed: {type(exc).__name__}: {exc}") from exc
+
+    def _warm_up_calls(self, read_timeout: float) -> None:
+        client = self.botocore_client(read_timeout=read_timeout)
         bucket = "aiostore-warmup"
         client.create_bucket(Bucket=bucket)
         client.put_object(Bucket=bucket, Key="warm", Body=b"warm")
-        assert client.get_object(Bucket=bucket, Key="warm")["Body"].read() == b"warm"
+        if client.get_object(Bucket=bucket, Key="warm")["Body"].read() != b"warm":
+            raise CephError("the gateway returned other bytes than it was given")
         mpu = client.create_multipart_upload(Bucket=bucket, Key="warm-mpu")
         part = client.upload_part(
             Bucket=bucket, Key="warm-mpu", UploadId=mpu["UploadId"], PartNumber=1, Body=b"p"
@@ -639,23 +653,29 @@ rgw enable usage log = false
         return "\n".join(parts) or "(logs empty)"
 
 
-@contextlib.contextmanager
-def running_cluster(
-    log: Log = _stderr_log, attempts: int = 2, **kwargs: Any
-) -> Iterator[CephCluster]:
-    """Install if needed, start (retrying once with fresh ports), yield, stop."""
-    ensure_installed(log)
-    cluster: CephCluster | None = None
+def start_cluster(log: Log = _stderr_log, attempts: int = 2, **kwargs: Any) -> CephCluster:
+    """A started :class:`CephCluster`; a failed start is retried with fresh ports and temp dir
+    (a port may be taken between choosing it and binding it). Raises CephError with every
+    attempt's reason and log tails."""
+    errors: list[str] = []
     for attempt in range(1, attempts + 1):
         cluster = CephCluster(log=log, **kwargs)
         try:
             cluster.start()
-            break
         except CephError as exc:
-            if attempt == attempts:
-                raise
-            log(f"start attempt {attempt} failed, retrying with fresh ports:\n{exc}")
-    assert cluster is not None
+            errors.append(f"attempt {attempt} of {attempts}: {exc}")
+            if attempt < attempts:
+                log(f"start attempt {attempt} failed, retrying with fresh ports:\n{exc}")
+            continue
+        return cluster
+    raise CephError("the Ceph cluster did not start:\n" + "\n\n".join(errors))
+
+
+@contextlib.contextmanager
+def running_cluster(log: Log = _stderr_log, **kwargs: Any) -> Iterator[CephCluster]:
+    """Install if needed, start (see :func:`start_cluster`), yield, stop."""
+    ensure_installed(log)
+    cluster = start_cluster(log, **kwargs)
     try:
         yield cluster
     finally:

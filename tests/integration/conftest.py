@@ -1,6 +1,6 @@
 """Integration tests: the S3 driver against a real single-node Ceph RADOS Gateway (issue #10).
 
-Opt-in, because they install Debian packages (root) and start a Ceph cluster (~10 s, plus ~20 s
+Opt-in, because they install Debian packages (root) and start a Ceph cluster (~10 s, plus 20-40 s
 of apt-get the first time). They run when any of these holds:
 
 - ``AIOSTORE_INTEGRATION=1`` in the environment;
@@ -10,11 +10,11 @@ of apt-get the first time). They run when any of these holds:
 
 Otherwise (the plain ``pytest`` of the README, which collects ``tests/``) nothing here is
 collected. Once they run they never skip: no root or no apt-get fails with the reason.
+``AIOSTORE_CEPH_KEEP=1`` keeps the cluster's temp dir (config, daemon logs) after the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from .ceph import CephCluster, CephError, RGWEndpoint, ensure_installed
+from .ceph import CephCluster, CephError, RGWEndpoint, ensure_installed, start_cluster
 from .helpers import REPORT
 
 HERE = Path(__file__).resolve().parent
@@ -69,9 +69,9 @@ def _log(msg: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def ceph_cluster() -> Iterator[CephCluster]:
-    """A running single-node Ceph cluster with radosgw for the whole session (installed with
-    apt-get when missing). Fails, never skips, when that is impossible."""
+def ceph_installed() -> None:
+    """Debian's Ceph packages, installed with apt-get when missing. Fails, never skips, when
+    that is impossible (not root, no apt-get, apt-get failed)."""
     try:
         took = ensure_installed(_log)
     except CephError as exc:
@@ -79,19 +79,16 @@ def ceph_cluster() -> Iterator[CephCluster]:
     REPORT.append(
         "install: already installed" if took is None else f"install (apt-get): {took:.1f} s"
     )
-    cluster: CephCluster | None = None
-    errors: list[str] = []
-    for attempt in (1, 2):  # a second try with fresh ports, in case one was taken meanwhile
-        candidate = CephCluster(log=_log, keep=os.environ.get("AIOSTORE_CEPH_KEEP") == "1")
-        try:
-            candidate.start()
-        except CephError as exc:
-            errors.append(f"attempt {attempt}: {exc}")
-            continue
-        cluster = candidate
-        break
-    if cluster is None:
-        pytest.fail("Ceph cluster did not start:\n" + "\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster(ceph_installed: None) -> Iterator[CephCluster]:
+    """A running single-node Ceph cluster with radosgw for the whole session. Fails, never
+    skips, when it does not come up (the message holds the daemons' log tails)."""
+    try:
+        cluster = start_cluster(_log, keep=os.environ.get("AIOSTORE_CEPH_KEEP") == "1")
+    except CephError as exc:
+        pytest.fail(str(exc), pytrace=False)
     t = cluster.timings
     REPORT.append(
         f"cluster start: {t['ready']:.1f} s (mon {t['mon']:.1f}, osd up {t['osd']:.1f}, pools "
@@ -101,8 +98,6 @@ def ceph_cluster() -> Iterator[CephCluster]:
         yield cluster
     finally:
         started = time.monotonic()
-        with contextlib.suppress(CephError):
-            cluster.unpause()  # a failed fault test must not leave the next run's cluster odd
         cluster.stop()
         REPORT.append(f"cluster stop: {time.monotonic() - started:.1f} s")
 

@@ -126,20 +126,16 @@ async def test_list(store: Store, prefix: str) -> None:
     assert [i async for i in store.list(prefix + "nothing/")] == []
 
 
-async def test_list_pages(rgw: RGWEndpoint, bucket: str, prefix: str) -> None:
+async def test_list_pages(store: Store, prefix: str) -> None:
     """More objects than one ListObjectsV2 page (RGW's max-keys is 1000)."""
-    async with StoreManager(
-        {"probe": QUIET_PROBE, "stores": {"rgw": rgw_store_config(rgw, bucket)}}
-    ) as m:
-        store = m["rgw"]
-        sem = asyncio.Semaphore(32)
+    sem = asyncio.Semaphore(32)
 
-        async def one(i: int) -> None:
-            async with sem:
-                await store.put(f"{prefix}{i:05d}", b"")
+    async def one(i: int) -> None:
+        async with sem:
+            await store.put(f"{prefix}{i:05d}", b"")
 
-        await asyncio.gather(*(one(i) for i in range(1050)))
-        listed = [info.key async for info in store.list(prefix)]
+    await asyncio.gather(*(one(i) for i in range(1050)))
+    listed = [info.key async for info in store.list(prefix)]
     assert sorted(listed) == [f"{prefix}{i:05d}" for i in range(1050)]
 
 
