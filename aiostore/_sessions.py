@@ -18,6 +18,7 @@ from typing import Final
 
 import anyio
 
+from ._cancel import shielded
 from .drivers.base import Driver, DriverSession
 from .errors import StoreError
 
@@ -46,7 +47,11 @@ class _Shared:
 
 async def close_quietly(session: DriverSession, store: str) -> None:
     """Close a session: shielded from cancellation, bounded in time, never raising."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+    await shielded(_close_bounded(session, store))
+
+
+async def _close_bounded(session: DriverSession, store: str) -> None:
+    with anyio.move_on_after(CLOSE_TIMEOUT):
         try:
             await session.aclose()
         except Exception:
@@ -205,8 +210,12 @@ class SessionPool:
             task = running.create_task(self._close_slot(slot))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+        elif slot.loop.is_running():
+            # Retired from another thread's loop: the session belongs to its own loop, which
+            # is alive — close it there.
+            asyncio.run_coroutine_threadsafe(self._close_slot(slot), slot.loop)
         else:
-            slot.closed = True
+            slot.closed = True  # its loop is stopped: nothing can run its close
             self.closed += 1
 
     async def _close_slot(self, slot: _Shared) -> None:

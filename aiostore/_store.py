@@ -11,8 +11,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-import anyio
-
+from ._cancel import shielded
 from ._faults import FaultPlan
 from ._keys import _problem as _key_problem
 from ._keys import validate_key, validate_prefix
@@ -508,6 +507,20 @@ def _log_probe_error(store: str, exc: BaseException) -> None:
     log.debug("store %r: probe raised %s: %s", store, type(exc).__name__, exc, exc_info=exc)
 
 
+async def _release(resource: Any, ctx: SessionContext | None, exc: BaseException | None) -> None:
+    """Close a driver reader/iterator, then give its session back, whatever the close does."""
+    try:
+        aclose = getattr(resource, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                pass
+    finally:
+        if ctx is not None:
+            await ctx.__aexit__(type(exc) if exc else None, exc, None)
+
+
 class ObjectReader:
     """An open object: async context manager and async iterator of ``bytes`` chunks.
 
@@ -552,8 +565,7 @@ class ObjectReader:
             self._size = self._reader.size
         except BaseException as exc:
             self._ctx = None
-            with anyio.CancelScope(shield=True):
-                await ctx.__aexit__(type(exc), exc, exc.__traceback__)
+            await shielded(ctx.__aexit__(type(exc), exc, exc.__traceback__))
             self._closed = True
             raise store._failed(exc, self.key, "open")
         return self._reader
@@ -600,14 +612,8 @@ class ObjectReader:
         self._closed = True
         reader, self._reader = self._reader, None
         ctx, self._ctx = self._ctx, None
-        with anyio.CancelScope(shield=True):
-            if reader is not None:
-                try:
-                    await reader.aclose()
-                except Exception:
-                    pass
-            if ctx is not None:
-                await ctx.__aexit__(type(exc) if exc else None, exc, None)
+        if reader is not None or ctx is not None:
+            await shielded(_release(reader, ctx, exc))
 
 
 class ObjectLister:
@@ -647,15 +653,8 @@ class ObjectLister:
         self._done = True
         it, self._it = self._it, None
         ctx, self._ctx = self._ctx, None
-        with anyio.CancelScope(shield=True):
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:
-                    pass
-            if ctx is not None:
-                await ctx.__aexit__(type(exc) if exc else None, exc, None)
+        if it is not None or ctx is not None:
+            await shielded(_release(it, ctx, exc))
 
 
 _ = (math, CapabilityChange)

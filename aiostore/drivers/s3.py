@@ -84,6 +84,8 @@ MAX_PARTS: Final = 10_000
 MAX_SINGLE_PUT: Final = 5 * 1024 * MiB
 #: Bytes asked of the response body per read (aiohttp hands out what it has, up to this).
 READ_CHUNK: Final = 1 * MiB
+#: Connections per client (aiohttp pool); at least 2 × max_concurrency.
+MAX_POOL_CONNECTIONS: Final = 64
 #: Bound on aborting a failed or cancelled multipart upload (shielded from cancellation).
 ABORT_TIMEOUT: Final = 30.0
 #: Back-off between attempts: full jitter, up to ``BACKOFF_BASE * 2**n``, at most ``BACKOFF_MAX``.
@@ -245,7 +247,7 @@ class S3Driver(Driver[S3Options]):
         # Bytes and file inputs arrive in part-sized chunks: a part is then one chunk, no copy.
         self.chunk_size = options.part_size
         # One botocore session per event loop (its credential refresh locks are loop-bound);
-        # each session's clients share its parsed service models.
+        # all of them share one loader of parsed service models (_data_loader).
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AioSession] = (
             weakref.WeakKeyDictionary()
         )
@@ -257,7 +259,7 @@ class S3Driver(Driver[S3Options]):
             connect_timeout=o.connect_timeout,
             read_timeout=o.read_timeout,
             retries={"total_max_attempts": 1, "mode": "standard"},
-            max_pool_connections=max(32, 2 * o.max_concurrency),
+            max_pool_connections=max(MAX_POOL_CONNECTIONS, 2 * o.max_concurrency),
         )
         self._secrets = tuple(
             s for s in (o.access_key, o.secret_key, o.session_token) if s and len(s) >= 4
@@ -651,18 +653,35 @@ class S3Session(DriverSession):
             # Fail early instead of after the upload; the conditional completion stays the
             # atomic check.
             raise Duplicate("an object with this key exists", key=key)
-        created = await self._call(
-            "CreateMultipartUpload",
-            functools.partial(
-                client.create_multipart_upload, Bucket=self._bucket, Key=name, Metadata=meta
-            ),
-            key=key,
-            write=True,
-            retry=_unsent,
-        )
-        upload_id: str = created["UploadId"]
         etags: dict[int, str] = {}
         inflight: set[asyncio.Task[None]] = set()
+        create = asyncio.ensure_future(
+            self._call(
+                "CreateMultipartUpload",
+                functools.partial(
+                    client.create_multipart_upload, Bucket=self._bucket, Key=name, Metadata=meta
+                ),
+                key=key,
+                write=True,
+                retry=_unsent,
+            )
+        )
+        try:
+            created = await asyncio.shield(create)
+        except asyncio.CancelledError:
+            # The upload may exist already: learn its id (shielded, bounded) and abort it.
+            upload: str | None = None
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(ABORT_TIMEOUT),
+                contextlib.suppress(StoreError),
+            ):
+                upload = (await create)["UploadId"]
+            create.cancel()
+            if upload is not None:
+                await self._abort(key, upload, inflight)
+            raise
+        upload_id: str = created["UploadId"]
         limit = self._o.max_concurrency
 
         async def upload(number: int, data: bytes) -> None:
@@ -684,7 +703,7 @@ class S3Session(DriverSession):
             number += 1
             if number > MAX_PARTS:
                 raise StorageFull(
-                    f"the object needs more than 10,000 parts of {part_size} bytes: raise"
+                    f"the object needs more than {MAX_PARTS:,} parts of {part_size} bytes: raise"
                     " part_size or give the size",
                     key=key,
                     revokes=Capability.NONE,
@@ -1013,7 +1032,6 @@ def _data_loader() -> Any:
     """botocore's loader of service models, shared by every session: parsing the S3 model costs
     ~70 ms and much garbage, and its result never changes (the cache is read-only)."""
     return botocore.loaders.create_loader()
-
 
 
 class _PartBuffer:

@@ -219,7 +219,7 @@ class ConformanceSuite:
 
     # -- reads ----------------------------------------------------------------------------------
     @_bounded
-    async def test_read_whole_object(self, store: Store, create: Any, key_prefix: str) -> None:
+    async def test_read_whole_object(self, store: Store, create: Create, key_prefix: str) -> None:
         data = _blob(1000, b"whole")
         key = f"{key_prefix}whole.bin"
         await create(key, data)
@@ -229,7 +229,7 @@ class ConformanceSuite:
             assert await reader.read() == data
 
     @_bounded
-    async def test_read_empty_object(self, store: Store, create: Any, key_prefix: str) -> None:
+    async def test_read_empty_object(self, store: Store, create: Create, key_prefix: str) -> None:
         key = f"{key_prefix}empty"
         await create(key, b"")
         assert await store.read(key) == b""
@@ -239,7 +239,7 @@ class ConformanceSuite:
 
     @_bounded
     @pytest.mark.needs_capability(_C.READ_RANDOM)
-    async def test_read_ranges(self, store: Store, create: Any, key_prefix: str) -> None:
+    async def test_read_ranges(self, store: Store, create: Create, key_prefix: str) -> None:
         data = _blob(777, b"ranges")
         key = f"{key_prefix}ranges.bin"
         await create(key, data)
@@ -321,7 +321,7 @@ class ConformanceSuite:
                 await reader.read()
 
     @_bounded
-    async def test_stat_and_exists(self, store: Store, create: Any, key_prefix: str) -> None:
+    async def test_stat_and_exists(self, store: Store, create: Create, key_prefix: str) -> None:
         data = _blob(4321, b"stat")
         key = f"{key_prefix}dir/stat.bin"
         await create(key, data)
@@ -336,7 +336,9 @@ class ConformanceSuite:
         assert await store.exists(f"{key_prefix}dir") is False
 
     @_bounded
-    async def test_unusual_but_valid_keys(self, store: Store, create: Any, key_prefix: str) -> None:
+    async def test_unusual_but_valid_keys(
+        self, store: Store, create: Create, key_prefix: str
+    ) -> None:
         for i, name in enumerate(["ü ñ é.txt", "a+b=c&d", "100%25 sure", "sp ace/x", "#?;,"]):
             key = f"{key_prefix}{name}"
             data = f"object {i}".encode()
@@ -347,7 +349,7 @@ class ConformanceSuite:
 
     # -- listing --------------------------------------------------------------------------------
     @_bounded
-    async def test_list_by_prefix(self, store: Store, create: Any, key_prefix: str) -> None:
+    async def test_list_by_prefix(self, store: Store, create: Create, key_prefix: str) -> None:
         if not self.supports_listing:
             with pytest.raises(errors.StoreGetNotSupported) as info:
                 await _keys(store, key_prefix)

@@ -131,6 +131,20 @@ async def test_write_fault_revokes_and_heals_with_exact_hysteresis(probe_log: An
         assert store.health.healthy
 
 
+async def test_probes_run_at_the_configured_interval() -> None:
+    interval = 0.02
+    config = {"probe": {"interval": interval}, "stores": {"m": {"driver": "memory"}}}
+    async with StoreManager(config) as manager:
+        store = manager["m"]
+        await asyncio.sleep(interval)
+        p0, t0 = store.health.probes, time.monotonic()
+        await asyncio.sleep(0.4)
+        rate = (store.health.probes - p0) / (time.monotonic() - t0)
+    # 50/s expected (jitter ±10 %); generous bounds for a busy machine, but no bursts and no
+    # schedule that drifts far behind
+    assert 25 <= rate <= 1 / (0.9 * interval) + 5
+
+
 async def test_start_up_probe_applies_at_once() -> None:
     manager = StoreManager(
         {

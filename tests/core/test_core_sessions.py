@@ -317,3 +317,46 @@ async def test_manager_cannot_be_entered_twice_at_once() -> None:
     async with manager:
         with pytest.raises(RuntimeError):
             await manager.__aenter__()
+
+
+def test_shared_session_of_a_finished_loop_is_not_reused() -> None:
+    """A manager used without ``async with`` in two asyncio.run() calls: each loop gets its own
+    shared session; the one bound to the closed loop is retired, never handed out again."""
+    manager = _manager()
+    driver = _driver(manager)
+    driver.objects["k"] = b"v"
+    store = manager["s"]
+
+    async def use() -> DriverSession:
+        assert await store.read("k") == b"v"
+        async with manager.session("s") as session:
+            return session
+
+    first = asyncio.run(use())
+    second = asyncio.run(use())
+    assert first is not second
+    assert driver.calls["open_session"] == 2
+    assert store.statistics()["sessions"]["retired"] == 1
+    assert C.DRIVER_REUSABLE in store.capabilities
+
+
+async def test_a_loop_in_another_thread_gets_its_own_session() -> None:
+    manager = _manager()
+    async with manager:
+        driver = _driver(manager)
+        driver.objects["k"] = b"v"
+        async with manager.session("s") as mine:
+            pass
+
+        async def elsewhere() -> DriverSession:
+            assert await manager["s"].read("k") == b"v"
+            async with manager.session("s") as session:
+                return session
+
+        theirs = await asyncio.to_thread(asyncio.run, elsewhere())
+        assert theirs is not mine
+        assert isinstance(mine, FakeSession) and isinstance(theirs, FakeSession)
+        assert mine.close_count == 1, "retired and closed on its own loop"
+        async with manager.session("s") as again:
+            assert again is not mine and again is not theirs
+        assert driver.calls["open_session"] == 3

@@ -200,7 +200,7 @@ async def test_wait_for_capability_on_a_stopped_manager() -> None:
         await wait_for_capability(manager["m"], C.WRITE_ACCESS, present=False, timeout=0.1)
 
 
-async def test_wait_for_a_capability_never_configured(memory_store: Store) -> None:
+async def test_wait_for_a_capability_never_configured() -> None:
     manager = StoreManager({"stores": {"ro": {"driver": "memory", "read_only": True}}})
     with pytest.raises(CapabilityWaitTimeout, match="can never be held"):
         await wait_for_capability(manager["ro"], C.WRITE_ACCESS, timeout=0.1)
