@@ -36,13 +36,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._harness import (
-    CPU_OBJ,
     CPU_OP,
     OPS,
     THROUGHPUT,
     ContenderSpec,
-    MiB,
     Metric,
+    MiB,
     Scenario,
     rmtree,
     run_scenario,

@@ -18,7 +18,27 @@ A retried create-only write can meet its own earlier, lost success (412 on the r
 reported as ``Duplicate``.
 
 User metadata travels as one header, ``x-amz-meta-aiostore``: base64 of the compact UTF-8 JSON
-(S3 metadata must be ASCII; AWS limits user metadata to 2 KB in total).
+(S3 metadata must be ASCII; AWS limits user metadata to 2 KB in total, so near the core's 2 KiB
+JSON limit AWS answers ``MetadataTooLarge``, raised as ``InvalidMetadata``).
+
+Puts up to ``multipart_threshold`` bytes are buffered and sent with one PUT; larger ones stream
+as a multipart upload with at most ``max_concurrency`` parts in flight (memory about
+``(max_concurrency + 1) × part_size``), aborted (shielded, bounded) on any failure and on
+cancellation. Create-only puts send ``If-None-Match: *`` on the PUT and on the completion, so
+S3 decides atomically; a multipart create-only put also looks first (HEAD) to fail early.
+
+Known limits:
+
+- ``delete`` must raise ``NotFound`` for a missing key, and S3 deletes silently: it sends a HEAD
+  first, so two concurrent deletes of one key may both succeed.
+- A put cancelled while ``CompleteMultipartUpload`` is in flight may still have completed.
+- The probe writes under ``<prefix>.aiostore-probe/`` even when the store is configured
+  ``read_only`` (the driver does not see that flag); set ``probe_write = false`` there.
+  ``list`` hides that area, so user keys under it are not listed.
+- Object operations see a HEAD 404 from a missing bucket as ``NotFound``; the probe reports the
+  missing bucket.
+- botocore's own DEBUG log records (off by default) show the access key id and session token;
+  the secret key never appears anywhere.
 """
 
 from __future__ import annotations
@@ -670,16 +690,16 @@ class S3Session(DriverSession):
             created = await asyncio.shield(create)
         except asyncio.CancelledError:
             # The upload may exist already: learn its id (shielded, bounded) and abort it.
-            upload: str | None = None
+            orphan: str | None = None
             with (
                 anyio.CancelScope(shield=True),
                 anyio.move_on_after(ABORT_TIMEOUT),
                 contextlib.suppress(StoreError),
             ):
-                upload = (await create)["UploadId"]
+                orphan = (await create)["UploadId"]
             create.cancel()
-            if upload is not None:
-                await self._abort(key, upload, inflight)
+            if orphan is not None:
+                await self._abort(key, orphan, inflight)
             raise
         upload_id: str = created["UploadId"]
         limit = self._o.max_concurrency

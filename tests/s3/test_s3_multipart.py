@@ -144,6 +144,30 @@ async def test_cancel_while_parts_are_in_flight(
     assert all_objects(admin, bucket) == []
 
 
+async def test_cancel_while_the_upload_is_being_created(
+    manager: StoreManager, admin: Any, bucket: str
+) -> None:
+    """Cancelled while CreateMultipartUpload is answered: the upload it made is aborted."""
+    client = await client_of(manager)
+    created = asyncio.Event()
+
+    async def create(real: Any, **kw: Any) -> Any:
+        result = await real(**kw)
+        created.set()
+        await asyncio.sleep(0.2)  # the reply is slow to arrive
+        return result
+
+    wrap(client, "create_multipart_upload", create)
+    task = asyncio.create_task(manager["s3"].put("early", zeros(3 * PART)))
+    await asyncio.wait_for(created.wait(), 10)
+    assert len(uploads(admin, bucket)) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert uploads(admin, bucket) == []
+    assert all_objects(admin, bucket) == []
+
+
 async def test_failed_part_aborts_the_upload(
     manager: StoreManager, admin: Any, bucket: str
 ) -> None:
