@@ -246,7 +246,10 @@ def _clean_round(root: str, rnd: int) -> None:
 
 
 def measure(
-    quick: bool, parent: str = DEFAULT_PARENT, log: Callable[[str], None] | None = None
+    quick: bool,
+    parent: str = DEFAULT_PARENT,
+    log: Callable[[str], None] | None = None,
+    only: tuple[str, ...] = tuple(SCENARIOS),
 ) -> Samples:
     """Raw samples per (scenario, contender)."""
     size = 64 * MiB if quick else GiB
@@ -257,6 +260,8 @@ def measure(
         _prepare_large(root, size)
         rnd = 0
         for scenario, (baseline, _) in SCENARIOS.items():
+            if scenario not in only:
+                continue
             for r in range(rounds):
                 order = [AIOSTORE, baseline] if r % 2 == 0 else [baseline, AIOSTORE]
                 for contender in order:
@@ -282,6 +287,8 @@ def _rate(scenario: str, sample: dict[str, float]) -> float:
 def summarize(samples: Samples) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for scenario, (baseline, unit) in SCENARIOS.items():
+        if (scenario, baseline) not in samples:
+            continue
         base = statistics.median(_rate(scenario, s) for s in samples[(scenario, baseline)])
         metric = "throughput_mb_s" if unit == "MB/s" else "ops_per_s"
         for contender in (AIOSTORE, baseline):
@@ -342,7 +349,7 @@ def _table(samples: Samples, rows: list[dict[str, Any]]) -> str:
             f" {min(rates):>7.0f}–{max(rates):<7.0f} {row['ratio']:>6.2f} {cpu:>6.2f} {rss:>13.1f}"
         )
     lines.append("")
-    for scenario in SCENARIOS:
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
         ratio = _row(rows, scenario, rss=False)["ratio"]
         rss = _row(rows, scenario, rss=True)["value"]
         ok = "ok  " if ratio >= TARGET_RATIO else "MISS"
@@ -358,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="64 MiB, 3 rounds")
     parser.add_argument("--dir", default=DEFAULT_PARENT, help="parent of the scratch directory")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    parser.add_argument(
+        "--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {list(SCENARIOS)}"
+    )
     parser.add_argument("--child", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -372,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         f" load average {os.getloadavg()[0]:.1f}",
         file=sys.stderr,
     )
-    samples = measure(args.quick, args.dir, log=lambda s: print(s, file=sys.stderr))
+    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    samples = measure(args.quick, args.dir, log=lambda s: print(s, file=sys.stderr), only=only)
     rows = summarize(samples)
     print(_table(samples, rows))
     if args.json:

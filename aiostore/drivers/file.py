@@ -112,6 +112,8 @@ _NAME_KEEP: Final = 180
 _LIST_BATCH: Final = 256
 #: Chunks a large reader keeps read ahead of its consumer.
 READ_AHEAD: Final = 3
+#: Chunks the read-ahead job gathers before it wakes a consumer that waits for data.
+WAKE_BATCH: Final = 2
 #: Worker threads per file store (blocking calls in flight at once; fsyncs batch better with many).
 WORKERS: Final = 32
 _SIDECAR_MAX: Final = 1 << 16
@@ -497,7 +499,11 @@ class FileReader(DriverReader):
                     self._ready.append(data)
                     self._pos += len(data)
                     self._left -= len(data)
-                waiter = self._waiter
+                # Wake a waiting consumer every WAKE_BATCH chunks, not every chunk: each wake-up
+                # is a loop wake and a GIL handoff this thread then waits on (the loop breaks
+                # out when the job stops or the data ends, so nobody waits for a batch forever).
+                batch = len(self._ready) >= WAKE_BATCH or self._left <= 0
+                waiter = self._waiter if batch else None
             if waiter is not None:
                 loop.call_soon_threadsafe(_wake, waiter)
         if waiter is not None:

@@ -153,6 +153,30 @@ async def test_streaming_read_is_chunked_and_releases_the_file(
     assert open_fds_under(root) == []
 
 
+async def test_a_read_error_mid_stream_is_translated_and_releases_the_file(
+    store: aiostore.Store, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = blob(1 * MiB)
+    await store.put("big", data)
+    real = os.pread
+
+    def failing(fd: int, n: int, offset: int) -> bytes:
+        if offset >= 256 * KiB:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", failing)
+    got = []
+    with pytest.raises(errors.BackendUnavailable, match="Input/output error") as info:
+        async with store.open("big") as reader:
+            async for chunk in reader:
+                got.append(chunk)
+    assert isinstance(info.value.__cause__, OSError)
+    assert (info.value.store, info.value.key) == ("f", "big")
+    assert b"".join(got) == data[: 256 * KiB]  # everything before the fault, in order
+    assert open_fds_under(root) == []
+
+
 async def test_a_small_object_takes_one_thread_hop_a_large_one_one_per_chunk(
     store: aiostore.Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,6 +74,9 @@ RGW_POOLS = (
     "default.rgw.buckets.non-ec",
 )
 
+#: A bucket of the helper's own: pause() checks through it that the gateway stalls.
+SENTINEL_BUCKET = "aiostore-ceph-sentinel"
+
 Log = Callable[[str], None]
 
 
@@ -543,6 +546,7 @@ rgw enable usage log = false
         for key in ("warm", "warm-mpu"):
             client.delete_object(Bucket=bucket, Key=key)
         client.delete_bucket(Bucket=bucket)
+        client.create_bucket(Bucket=SENTINEL_BUCKET)  # for pause()
 
     def botocore_client(self, *, read_timeout: float = 60.0) -> Any:
         """A synchronous botocore S3 client for the gateway (path-style, no retries)."""
@@ -604,9 +608,30 @@ rgw enable usage log = false
             ["radosgw-admin", "-c", str(self.conf), *args], timeout=timeout, what="radosgw-admin"
         )
 
-    def pause(self) -> None:
-        """``ceph osd pause``: the OSD stops serving reads and writes (RGW requests stall)."""
+    def pause(self, *, wait: float = 20.0) -> None:
+        """``ceph osd pause``: reads and writes stop; RGW requests that touch RADOS stall.
+
+        The flag is enforced by each client's objecter once it holds the new osdmap, and the
+        CLI returns before radosgw has it: for up to a second or so RGW still serves reads.
+        So this also waits (up to ``wait`` seconds) until a HEAD through the gateway stalls.
+        """
+        import botocore.exceptions
+
         self.ceph("osd", "pause", timeout=30)
+        if not wait or self.endpoint is None:
+            return
+        client = self.botocore_client(read_timeout=1.0)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                client.head_object(Bucket=SENTINEL_BUCKET, Key=f"pause-{uuid.uuid4().hex}")
+            except botocore.exceptions.ReadTimeoutError:
+                return  # stalled: the pause is in force at the gateway
+            except botocore.exceptions.ClientError:
+                pass  # answered (404): radosgw does not know yet
+            if time.monotonic() > deadline:
+                raise CephError(f"radosgw still answers {wait:g} s after `ceph osd pause`")
+            time.sleep(0.1)
 
     def unpause(self) -> None:
         """``ceph osd unpause``: reads and writes flow again."""

@@ -29,7 +29,7 @@ from aiostore import (
 )
 
 from .ceph import CephCluster, RGWEndpoint
-from .helpers import REPORT, MiB, rgw_store_config
+from .helpers import REPORT, MiB, raw_client, rgw_store_config
 
 pytestmark = pytest.mark.integration
 
@@ -80,8 +80,14 @@ async def manager(
         await asyncio.to_thread(ceph_cluster.unpause)
 
 
+async def _probe_objects(rgw: RGWEndpoint, bucket: str) -> int:
+    async with raw_client(rgw) as client:
+        page = await client.list_objects_v2(Bucket=bucket, Prefix=".aiostore-probe/")
+    return int(page.get("KeyCount", 0))
+
+
 async def test_osd_pause_revokes_fails_fast_and_heals(
-    manager: StoreManager, ceph_cluster: CephCluster
+    manager: StoreManager, ceph_cluster: CephCluster, rgw: RGWEndpoint, bucket: str
 ) -> None:
     store, direct = manager["rgw"], manager["direct"]
     configured = store.configured_capabilities
@@ -95,6 +101,7 @@ async def test_osd_pause_revokes_fails_fast_and_heals(
         await store.put(key, data, metadata={"md5": md5(data)})
     digests = {key: md5(data) for key, data in before.items()}
 
+    probe_objects_before = await _probe_objects(rgw, bucket)
     await asyncio.to_thread(ceph_cluster.pause)
     paused_at = time.monotonic()
     try:
@@ -141,8 +148,10 @@ async def test_osd_pause_revokes_fails_fast_and_heals(
             assert info.value.transient, info.value
         assert fast < 0.5, f"capability errors took {fast:.2f} s: they must not touch the backend"
     finally:
+        # Timed from the call: the CLI returns after the new osdmap is out, by which time the
+        # probes already stalled in RGW may have completed.
+        unpaused_at = time.monotonic()
         await asyncio.to_thread(ceph_cluster.unpause)
-    unpaused_at = time.monotonic()
 
     # Capabilities come back after SUCCESSES_TO_RESTORE good probes.
     restore_bound = SUCCESSES_TO_RESTORE * 1.1 * INTERVAL + TIMEOUT + SLACK
@@ -166,11 +175,14 @@ async def test_osd_pause_revokes_fails_fast_and_heals(
     # A put that timed out on the client may still have been carried out by RGW once the OSD
     # came back: S3 cannot cancel a request the server already holds. Recorded, not asserted.
     landed = await store.exists(inflight_key)
+    # Likewise the probe's own scratch PUTs that timed out: nobody deletes them afterwards.
+    leaked = await _probe_objects(rgw, bucket) - probe_objects_before
     REPORT.append(
         f"osd pause: in-flight ops failed after {inflight_took:.1f} s (read_timeout "
         f"{READ_TIMEOUT:g} s); prober revoked after {revoked_after:.1f} s (bound "
         f"{revoke_bound:.1f}); capability errors in {fast * 1000:.1f} ms for 7 ops; restored "
-        f"{restored_after:.1f} s after unpause (bound {restore_bound:.1f}); the put that timed "
-        f"out during the pause {'LANDED later' if landed else 'did not land'}"
+        f"{restored_after:.1f} s after `ceph osd unpause` was called (bound "
+        f"{restore_bound:.1f}); the put that timed out during the pause "
+        f"{'LANDED later' if landed else 'did not land'}; probe scratch objects left: ~{leaked}"
     )
     await asyncio.to_thread(ceph_cluster.wait_active_clean, 60)

@@ -240,6 +240,16 @@ class FaultProxy:
         self._next_id += 1
         conn = ProxyConnection(self._next_id, _client=writer)
         self.connections.append(conn)
+        try:
+            await self._serve(conn, reader, writer)
+        except asyncio.CancelledError:
+            # Only aclose() cancels handlers. asyncio's start_server callback (3.11) calls
+            # task.exception(), which raises on a cancelled task: end normally instead.
+            return
+
+    async def _serve(
+        self, conn: ProxyConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         upstream: _Upstream | None = None
         try:
             while not conn.closed:
