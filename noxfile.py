@@ -51,4 +51,11 @@ def soak(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """The S3 driver against a real single-node Ceph RADOS Gateway on loopback (needs root)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", "tests/integration", "-p", "no:randomly", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/integration",
+        *session.posargs,
+        env={"AIOSTORE_INTEGRATION": "1"},
+    )

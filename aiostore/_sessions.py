@@ -206,17 +206,21 @@ class SessionPool:
         except RuntimeError:
             running = None
         if running is slot.loop:
-            # Tracked so that aclose() can wait for it: leaving the manager leaks no task.
-            task = running.create_task(self._close_slot(slot))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._start_close(slot)
         elif slot.loop.is_running():
             # Retired from another thread's loop: the session belongs to its own loop, which
             # is alive — close it there.
-            asyncio.run_coroutine_threadsafe(self._close_slot(slot), slot.loop)
+            slot.loop.call_soon_threadsafe(self._start_close, slot)
         else:
             slot.closed = True  # its loop is stopped: nothing can run its close
             self.closed += 1
+
+    def _start_close(self, slot: _Shared) -> None:
+        # In a task on the slot's own loop, tracked so that aclose() can wait for it: leaving
+        # the manager leaks no task.
+        task = slot.loop.create_task(self._close_slot(slot))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _close_slot(self, slot: _Shared) -> None:
         if slot.closed:

@@ -374,11 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         scenario, contender, root, size, rnd = args.child
         print(json.dumps(_child(scenario, contender, root, int(size), int(rnd))))
         return 0
-    fs = subprocess.run(
-        ["stat", "-f", "-c", "%T", args.dir], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    df = ["df", "--output=fstype", args.dir]  # stat -f calls ext4 "ext2/ext3"
+    fs = subprocess.run(df, capture_output=True, text=True, check=False).stdout.split()[-1:]
     print(
-        f"scratch under {args.dir} ({fs or 'unknown file system'}); {os.cpu_count()} cores;"
+        f"scratch under {args.dir} ({fs[0] if fs else 'unknown file system'});"
+        f" {os.cpu_count()} cores;"
         f" load average {os.getloadavg()[0]:.1f}",
         file=sys.stderr,
     )

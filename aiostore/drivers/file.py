@@ -43,6 +43,14 @@ Metadata
     inherit an orphan's metadata if it gets the orphan's inode number, and file systems without
     stable inode numbers lose metadata across remounts.
 
+Threads
+    Every blocking call runs in the driver's own worker threads (:class:`Workers`), one thread
+    hop per operation for small objects and one per chunk for large ones. A cancelled caller
+    (anyio scope, ``task.cancel()``, ``asyncio.timeout``) never leaves a job running behind it:
+    an operation that returned has stopped touching its files. Large reads are fed by a bounded
+    read-ahead job (:class:`FileReader`) so the thread-hop latency is overlapped, not paid per
+    chunk.
+
 Health
     ``start()`` creates the root when it is missing. When it cannot (a read-only parent, a mount
     that is not there yet) the store still starts: the start-up probe revokes what the root cannot

@@ -52,6 +52,7 @@ import functools
 import json
 import logging
 import math
+import os
 import time
 import uuid
 import weakref
@@ -523,7 +524,7 @@ class S3Session(DriverSession):
             )
         if isinstance(exc, botocore.exceptions.ConnectionError | aiohttp.ClientConnectorError):
             return BackendUnavailable(
-                f"S3 {op}: cannot connect to {self._endpoint()}{tried}: {scrub(_describe(exc))}",
+                f"S3 {op}: cannot connect to {self._endpoint()}{tried}: {scrub(_cause(exc))}",
                 key=key,
                 revokes=lost,
             )
@@ -534,7 +535,7 @@ class S3Session(DriverSession):
             | aiohttp.ClientError,
         ):
             return BackendUnavailable(
-                f"S3 {op}: connection failed{tried}: {scrub(_describe(exc))}",
+                f"S3 {op}: connection failed{tried}: {scrub(_cause(exc))}",
                 key=key,
                 revokes=lost,
             )
@@ -1149,6 +1150,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _cause(exc: BaseException) -> str:
+    """The low-level reason of a connection failure, without botocore's repetition of the URL:
+    "Connection refused", "ServerDisconnectedError: Server disconnected"."""
+    inner = (
+        getattr(exc, "kwargs", {}).get("error")
+        if isinstance(exc, botocore.exceptions.BotoCoreError)
+        else None
+    )
+    if isinstance(inner, BaseException):
+        os_error = getattr(inner, "os_error", None)
+        if isinstance(os_error, OSError) and os_error.errno:
+            return os.strerror(os_error.errno)
+        return _describe(inner)
+    return _describe(exc)
+
+
 def _encode_metadata(metadata: Metadata) -> str:
     raw = json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode()
     return base64.b64encode(raw).decode("ascii")
@@ -1166,4 +1183,4 @@ def _decode_metadata(raw: Mapping[str, str] | None) -> dict[str, Any]:
             value = None
         if isinstance(value, dict):
             return value
-    return {k: v for k, v in raw.items() if k not in (META_KEY, TOKEN_KEY)}
+    return {k: v for k, v in raw.items() if k != TOKEN_KEY}

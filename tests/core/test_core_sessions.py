@@ -356,6 +356,10 @@ async def test_a_loop_in_another_thread_gets_its_own_session() -> None:
         theirs = await asyncio.to_thread(asyncio.run, elsewhere())
         assert theirs is not mine
         assert isinstance(mine, FakeSession) and isinstance(theirs, FakeSession)
+        for _ in range(100):  # the close was handed over to this loop: let it run
+            if mine.close_count:
+                break
+            await asyncio.sleep(0.001)
         assert mine.close_count == 1, "retired and closed on its own loop"
         async with manager.session("s") as again:
             assert again is not mine and again is not theirs

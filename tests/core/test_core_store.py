@@ -74,7 +74,9 @@ def _stream_reader(data: bytes) -> aiohttp.StreamReader:
             await asyncio.sleep(0.001)
         reader.feed_eof()
 
-    _feeders.add(asyncio.ensure_future(feed()))  # referenced until the test ends
+    task = asyncio.ensure_future(feed())
+    _feeders.add(task)  # referenced while it runs
+    task.add_done_callback(_feeders.discard)
     return reader
 
 

@@ -183,3 +183,14 @@ async def test_keys_under_a_prefix(s3_config: ConfigFactory, admin: Any, bucket:
         assert (resolved, key) == (store, "a/b")
         assert await resolved.read(key) == data
         assert Capability.RW_ACCESS in store.capabilities
+
+
+async def test_objects_written_by_other_tools(store: Store, admin: Any, bucket: str) -> None:
+    """Objects put by another S3 client read back with their own metadata; a garbled aiostore
+    header falls back to the raw metadata."""
+    admin.put_object(Bucket=bucket, Key="foreign", Body=b"hello", Metadata={"owner": "ops"})
+    admin.put_object(Bucket=bucket, Key="garbled", Body=b"", Metadata={"aiostore": "%%%"})
+    info = await store.stat("foreign")
+    assert (info.size, info.metadata) == (5, {"owner": "ops"})
+    assert await store.read("foreign", offset=1, length=3) == b"ell"
+    assert (await store.stat("garbled")).metadata == {"aiostore": "%%%"}
