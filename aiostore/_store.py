@@ -143,6 +143,7 @@ class Store:
         )
         self._faults = FaultPlan()
         self._prefix = driver.location_prefix()
+        self._probe_inflight: asyncio.Future[None] | None = None
 
     # -- capabilities ---------------------------------------------------------------------------
     @property
@@ -469,7 +470,26 @@ class Store:
         return self.health
 
     async def _probe_once(self, immediate: bool = False) -> None:
-        """One probe, folded in (the prober's loop calls this: it needs no report)."""
+        """One probe, folded in (the prober's loop calls this: it needs no report).
+
+        At most one probe of a store runs at a time: a caller that arrives while one is in
+        flight (``manager.probe()`` during a scheduled probe) waits for that one's verdicts
+        instead of starting a second, so drivers never see overlapping probes.
+        """
+        loop = asyncio.get_running_loop()
+        inflight = self._probe_inflight
+        if inflight is not None and not inflight.done() and inflight.get_loop() is loop:
+            await asyncio.shield(inflight)
+            return
+        done: asyncio.Future[None] = loop.create_future()
+        self._probe_inflight = done
+        try:
+            await self._probe_now(immediate)
+        finally:
+            self._probe_inflight = None
+            done.set_result(None)
+
+    async def _probe_now(self, immediate: bool) -> None:
         cfg = self._health.config
         configured = self._state.snapshot.configured
         keys = [c for c in self.driver.probe_capabilities if int(c) & int(configured)]

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import anyio.to_thread
 
+from ._cancel import run_sync
 from .errors import SizeMismatch, UnknownHashingAlgo
 
 __all__ = ["PutStream", "make_hasher"]
@@ -102,7 +103,7 @@ def _source(data: Any, chunk_size: int) -> tuple[AsyncIterator[bytes], bool, Cal
                 if in_memory:
                     chunk = read(chunk_size)
                 else:
-                    chunk = await anyio.to_thread.run_sync(read, chunk_size)
+                    chunk = await run_sync(read, chunk_size)
                 if inspect.isawaitable(chunk):  # an async read() that is not a coroutine fn
                     chunk = await chunk
                 if not chunk:
