@@ -210,7 +210,9 @@ class StoreManager:
         """The store and key of a location URI (``file:///…``, ``s3://bucket/…``, …)."""
         if not isinstance(location, str) or "://" not in location:
             raise UnknownScheme(f"{location!r} is not a location URI (scheme://...)")
-        scheme = location.split("://", 1)[0].lower()
+        scheme, rest = location.split("://", 1)
+        scheme = scheme.lower()
+        location = f"{scheme}://{rest}"  # schemes are case-insensitive (RFC 3986)
         candidates = [s for s in self._stores.values() if scheme in s.driver.schemes]
         if not candidates:
             raise UnknownScheme(f"no configured store handles the scheme {scheme!r}")

@@ -175,13 +175,17 @@ class SessionPool:
         """Close a retired shared session whose last user left (see :meth:`release_nowait`)."""
         await self._close_slot(slot)
 
-    def retire_current(self, reason: str) -> None:
-        """Mark the current shared session broken (no new users; closed after the last one)."""
+    def retire_current(self, reason: str, *, broken: bool = True) -> None:
+        """Retire the current shared session (no new users; closed after the last one).
+
+        ``broken=False`` only refreshes it (e.g. after failing probes, when the session is not
+        known to be at fault): DRIVER_REUSABLE is then not revoked in the meantime.
+        """
         slot = self._current
         if slot is not None:
-            self._retire_slot(slot, reason)
+            self._retire_slot(slot, reason, broken=broken)
 
-    def _retire_slot(self, slot: _Shared, reason: str) -> None:
+    def _retire_slot(self, slot: _Shared, reason: str, *, broken: bool = True) -> None:
         if slot.retired:
             return
         slot.retired = True
@@ -189,7 +193,7 @@ class SessionPool:
         if self._current is slot:
             self._current = None
         log.warning("store %r: retiring shared driver session (%s)", self.store, reason)
-        if self._on_retire is not None:
+        if broken and self._on_retire is not None:
             self._on_retire(reason)
         if slot.users == 0:
             self._schedule_close(slot)

@@ -144,6 +144,7 @@ class Store:
         self._faults = FaultPlan()
         self._prefix = driver.location_prefix()
         self._probe_inflight: asyncio.Future[None] | None = None
+        self._probe_errors = 0
 
     # -- capabilities ---------------------------------------------------------------------------
     @property
@@ -517,6 +518,13 @@ class Store:
             verdicts = {k: Verdict.fail(error) for k in keys}
         duration = time.monotonic() - started
         self._health.apply(verdicts, duration=duration, error=error, immediate=immediate)
+        # A shared session that keeps failing whole probes may itself be the problem (a stale
+        # pool after the backend restarted): retire it so the next use opens a fresh one.
+        self._probe_errors = self._probe_errors + 1 if error is not None else 0
+        if self._probe_errors == cfg.failures_to_revoke and self._pool.shared:
+            self._pool.retire_current(
+                f"{self._probe_errors} probes in a row failed: {error}", broken=False
+            )
 
 
 def _log_probe_error(store: str, exc: BaseException) -> None:

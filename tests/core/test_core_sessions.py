@@ -364,3 +364,31 @@ async def test_a_loop_in_another_thread_gets_its_own_session() -> None:
         async with manager.session("s") as again:
             assert again is not mine and again is not theirs
         assert driver.calls["open_session"] == 3
+
+
+async def test_failing_probes_retire_the_shared_session() -> None:
+    """failures_to_revoke whole-probe failures in a row retire the shared session (a refresh:
+    DRIVER_REUSABLE stays); the next use opens a fresh one."""
+    from aiostore import Capability, StoreManager
+
+    config = {
+        "probe": {"enabled": False, "failures_to_revoke": 2},
+        "stores": {"m": {"driver": "memory"}},
+    }
+    async with StoreManager(config) as manager:
+        store = manager["m"]
+        await store.put("k", b"v")
+        assert store.statistics()["sessions"]["opened"] == 1
+        store.faults.probe_error = "backend restarted"
+        await store.probe()
+        assert store.statistics()["sessions"]["retired"] == 0
+        await store.probe()
+        assert store.statistics()["sessions"]["retired"] == 1
+        assert Capability.DRIVER_REUSABLE in store.capabilities
+        store.faults.probe_error = None
+        await store.probe()
+        await store.probe()  # successes_to_restore = 2 brings READ_ACCESS back
+        assert await store.read("k") == b"v"
+        await asyncio.sleep(0)  # the retired session closes in a task of its own
+        stats = store.statistics()["sessions"]
+        assert stats["opened"] == 2 and stats["closed"] == 1
