@@ -8,7 +8,7 @@ lifetime) build on both. This module only re-exports.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any as _Any
 
 from . import errors as errors
 from ._faults import FaultPlan as FaultPlan
@@ -16,12 +16,14 @@ from ._manager import StoreManager as StoreManager
 from ._store import ObjectLister as ObjectLister
 from ._store import ObjectReader as ObjectReader
 from ._store import Store as Store
+from ._types import Metadata as Metadata
 from ._types import ObjectInfo as ObjectInfo
 from ._types import StoredObject as StoredObject
 from .capabilities.flags import Capability as Capability
 from .capabilities.probe import CapabilityHealth as CapabilityHealth
 from .capabilities.probe import HealthReport as HealthReport
 from .capabilities.probe import ProbeConfig as ProbeConfig
+from .capabilities.probe import ProbeResult as ProbeResult
 from .capabilities.probe import Verdict as Verdict
 from .capabilities.state import CapabilityChange as CapabilityChange
 from .capabilities.state import CapabilitySnapshot as CapabilitySnapshot
@@ -66,12 +68,14 @@ __all__ = [
     "InvalidMetadata",
     "InvalidRange",
     "MaxRedirectsExceeded",
+    "Metadata",
     "NotFound",
     "ObjectInfo",
     "ObjectLister",
     "ObjectReader",
     "OperationTimeout",
     "ProbeConfig",
+    "ProbeResult",
     "SizeMismatch",
     "StorageFull",
     "StorageWriteDenied",
@@ -93,7 +97,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name == "__version__":
         from importlib.metadata import version
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import tomllib
@@ -16,6 +15,7 @@ from urllib.parse import unquote
 
 import anyio
 
+from ._cancel import shielded
 from ._keys import validate_key
 from ._sessions import SessionContext
 from ._store import Store, validate_metadata
@@ -253,7 +253,7 @@ class StoreManager:
                     tg.start_soon(self._start_store, store)
         except BaseException:
             self._entered = False
-            await self._close_stores()
+            await shielded(self._close_stores())
             raise
         # The probe task group lives in a task of its own so that the manager can be entered
         # and left from different tasks (pytest-asyncio fixtures do that).
@@ -262,7 +262,11 @@ class StoreManager:
         self._runner = asyncio.get_running_loop().create_task(
             self._run_probers(started), name="aiostore-prober"
         )
-        await started
+        try:
+            await started
+        except BaseException:
+            await self.aclose()  # cancelled meanwhile: leave nothing running
+            raise
         return self
 
     async def _start_store(self, store: Store) -> None:
@@ -296,28 +300,34 @@ class StoreManager:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop probing and close every session and driver. Idempotent."""
+        """Stop probing and close every session and driver. Idempotent.
+
+        Runs to the end even when the caller is cancelled (natively too: ``task.cancel()``,
+        ``asyncio.timeout``), then re-raises the cancellation: every store is closed either way.
+        """
+        await shielded(self._aclose())
+
+    async def _aclose(self) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
             assert self._stop is not None
             self._stop.set()
-            with anyio.CancelScope(shield=True):
-                try:
-                    await runner
-                except asyncio.CancelledError:
-                    pass
+            await asyncio.wait([runner])  # it cancels its own probe tasks and ends
         if self._entered:
             self._entered = False
             await self._close_stores()
+        if runner is not None and not runner.cancelled() and runner.exception() is not None:
+            raise runner.exception()  # type: ignore[misc]
 
     async def _close_stores(self) -> None:
-        with anyio.CancelScope(shield=True):
-            for store in self._stores.values():
-                await store._pool.aclose()
-                try:
-                    await store.driver.aclose()
-                except Exception:
-                    log.warning("store %r: closing the driver failed", store.name, exc_info=True)
+        # Callers run this shielded (see aclose): one store failing to close never keeps the
+        # others open.
+        for store in self._stores.values():
+            await store._pool.aclose()
+            try:
+                await store.driver.aclose()
+            except Exception:
+                log.warning("store %r: closing the driver failed", store.name, exc_info=True)
 
     # -- probing --------------------------------------------------------------------------------
     async def probe(self, name: str | None = None) -> HealthReport | dict[str, HealthReport]:
@@ -412,6 +422,3 @@ class StoreManager:
 
 def _caps(c: Capability) -> dict[str, Any]:
     return {"value": int(c), "names": c.names}
-
-
-_ = contextlib

@@ -149,6 +149,13 @@ class SessionPool:
                         fut.set_result(None)
                 raise
             self.opened += 1
+            if self._closed:
+                # The manager closed while this session was opening: aclose() did not see it.
+                self._opening = None
+                fut.set_result(None)
+                self.closed += 1
+                await close_quietly(session, self.store)
+                raise StoreError("the store manager is closed", store=self.store)
             new = _Shared(session, loop)
             self._current = new
             self._opening = None
@@ -166,10 +173,6 @@ class SessionPool:
             self._retire_slot(slot, str(exc))
         slot.users -= 1
         return slot.retired and slot.users == 0 and not slot.closed
-
-    async def release_shared(self, slot: _Shared, exc: BaseException | None = None) -> None:
-        if self.release_nowait(slot, exc):
-            await self._close_slot(slot)
 
     async def close_slot(self, slot: _Shared) -> None:
         """Close a retired shared session whose last user left (see :meth:`release_nowait`)."""
@@ -274,8 +277,7 @@ class SessionPool:
                 self.closed += 1
         closing = [t for t in self._closing if t.get_loop() is loop]
         if closing:
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(closing)
+            await shielded(asyncio.wait(closing))
 
     def statistics(self) -> dict[str, int | bool]:
         cur = self._current

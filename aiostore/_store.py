@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType, TracebackType
@@ -21,7 +20,7 @@ from ._types import Metadata, ObjectInfo, StoredObject
 from .capabilities.check import CEILINGS, check
 from .capabilities.flags import Capability
 from .capabilities.probe import HealthReport, HealthTracker, ProbeConfig, ProbeResult, Verdict
-from .capabilities.state import CapabilityChange, CapabilityState, ChangeHub, Subscription
+from .capabilities.state import CapabilityState, ChangeHub, Subscription
 from .drivers.base import Driver, DriverReader, map_os_error
 from .errors import (
     CapabilityError,
@@ -97,9 +96,7 @@ _PUT_CEILING: Final = CEILINGS["put"]
 
 
 def _range(offset: Any, length: Any, store: str, key: str) -> None:
-    if (type(offset) is not int or offset < 0) and (
-        isinstance(offset, bool) or not isinstance(offset, int) or offset < 0
-    ):
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise InvalidRange(f"offset must be an int ≥ 0, not {offset!r}", store=store, key=key)
     if length is not None and (
         isinstance(length, bool) or not isinstance(length, int) or length < 0
@@ -683,6 +680,3 @@ class ObjectLister:
         ctx, self._ctx = self._ctx, None
         if it is not None or ctx is not None:
             await shielded(_release(it, ctx, exc))
-
-
-_ = (math, CapabilityChange)

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -23,8 +24,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, Final
 
-import anyio.to_thread
-
+from ._cancel import run_sync
 from ._manager import StoreManager
 from .capabilities.flags import NAMED, Capability
 from .capabilities.probe import HealthReport
@@ -187,8 +187,13 @@ async def _probe(manager: StoreManager, args: argparse.Namespace) -> int:
 
 
 async def _read_chunks(f: IO[bytes], progress: Progress) -> AsyncIterator[bytes]:
+    # run_sync (not anyio's): a read still running when Ctrl+C cancels the put finishes before
+    # the file is closed under it.
     while True:
-        chunk = await anyio.to_thread.run_sync(f.read, CHUNK)
+        try:
+            chunk = await run_sync(f.read, CHUNK)
+        except OSError as exc:  # the local file, not the store, failed
+            raise OperationError(f"cannot read the input: {exc.strerror or exc}") from exc
         if not chunk:
             return
         progress.update(len(chunk))
@@ -208,10 +213,12 @@ async def _put(manager: StoreManager, args: argparse.Namespace) -> int:
         close = False
     else:
         try:
-            src = await anyio.to_thread.run_sync(open, args.file, "rb")
+            src = await run_sync(open, args.file, "rb")
         except OSError as exc:
             raise OperationError(f"cannot read {args.file!r}: {exc.strerror}") from exc
-        size = os.fstat(src.fileno()).st_size
+        st = os.fstat(src.fileno())
+        # Only a regular file's size is its length: a pipe or a device says 0.
+        size = st.st_size if stat.S_ISREG(st.st_mode) else None
         close = True
     try:
         async with manager:
@@ -261,22 +268,22 @@ async def _get(manager: StoreManager, args: argparse.Namespace) -> int:
                 out = sys.stdout.buffer
                 try:
                     async for chunk in reader:
-                        await anyio.to_thread.run_sync(out.write, chunk)
+                        await _write(out.write, chunk, "stdout")
                         progress.update(len(chunk))
-                    await anyio.to_thread.run_sync(out.flush)
+                    await _write(out.flush, None, "stdout")
                 finally:
                     progress.close()
                 return 0
             # Into a temporary file beside the target, renamed at the end: a failed download
             # never leaves a partial file under the target's name.
             try:
-                target, fd, tmp = await anyio.to_thread.run_sync(_temp_beside, args.file)
+                target, fd, tmp = await run_sync(_temp_beside, args.file)
             except OSError as exc:
                 raise OperationError(f"cannot write {args.file!r}: {exc.strerror}") from exc
             try:
                 with os.fdopen(fd, "wb") as f:
                     async for chunk in reader:
-                        await anyio.to_thread.run_sync(f.write, chunk)
+                        await _write(f.write, chunk, repr(args.file))
                         progress.update(len(chunk))
                 os.replace(tmp, target)
             except BaseException:
@@ -286,6 +293,20 @@ async def _get(manager: StoreManager, args: argparse.Namespace) -> int:
             finally:
                 progress.close()
     return 0
+
+
+async def _write(write: Callable[..., object], chunk: bytes | None, where: str) -> None:
+    """``write(chunk)`` (or ``write()``) in a worker thread that never outlives the caller (the
+    file is closed only after it); a failing local write is an operation error, not a crash."""
+    try:
+        if chunk is None:
+            await run_sync(write)
+        else:
+            await run_sync(write, chunk)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OperationError(f"cannot write {where}: {exc.strerror or exc}") from exc
 
 
 def _temp_beside(path: str) -> tuple[str, int, str]:

@@ -196,7 +196,11 @@ def worker_main() -> None:
             if cmd.get("quit"):
                 break
             try:
-                send(_measure(runner, contender, cmd["op"], cmd["round"], resettable))
+                send(
+                    _measure(
+                        runner, contender, cmd["op"], cmd["round"], resettable, cmd.get("repeat", 1)
+                    )
+                )
             except Exception as exc:
                 send({"error": _short_error(exc), "trace": traceback.format_exc()})
         try:
@@ -206,7 +210,12 @@ def worker_main() -> None:
 
 
 def _measure(
-    runner: asyncio.Runner, contender: Contender, op: str, rnd: int, resettable: bool
+    runner: asyncio.Runner,
+    contender: Contender,
+    op: str,
+    rnd: int,
+    resettable: bool,
+    repeat: int = 1,
 ) -> dict[str, Any]:
     op = op.replace("-", "_")
     fn = getattr(contender, f"op_{op}", None)
@@ -218,12 +227,16 @@ def _measure(
         _reset_hwm()  # VmHWM := VmRSS now
     rss0 = _status_kib("VmRSS")
     if inspect.iscoroutinefunction(fn):
+
+        async def repeated() -> int:
+            return sum([await fn(rnd) for _ in range(repeat)])
+
         c0, t0 = time.process_time(), time.perf_counter()
-        units = runner.run(fn(rnd))
+        units = runner.run(repeated())
         t1, c1 = time.perf_counter(), time.process_time()
     else:
         c0, t0 = time.process_time(), time.perf_counter()
-        units = fn(rnd)
+        units = sum([fn(rnd) for _ in range(repeat)])
         t1, c1 = time.perf_counter(), time.process_time()
     hwm = _status_kib("VmHWM")
     after = getattr(contender, f"after_{op}", None)
@@ -233,7 +246,13 @@ def _measure(
             runner.run(_awaited(res))
     # Without a resettable HWM, growth is only visible above the previous peak.
     growth = hwm - rss0 if resettable else max(0, hwm - hwm0)
-    return {"wall": t1 - t0, "cpu": c1 - c0, "units": int(units), "rss": growth * KiB}
+    return {
+        "wall": t1 - t0,
+        "cpu": c1 - c0,
+        "units": int(units),
+        "rss": growth * KiB,
+        "repeat": repeat,
+    }
 
 
 async def _awaited(aw: Awaitable[Any]) -> Any:
@@ -300,11 +319,12 @@ class Worker:
         assert isinstance(msg, dict)
         return msg
 
-    def call(self, op: str, rnd: int, timeout: float) -> dict[str, Any]:
+    def call(self, op: str, rnd: int, timeout: float, repeat: int = 1) -> dict[str, Any]:
+        """Run ``op`` (``repeat`` times back to back, measured as one) and return the answer."""
         if self.proc.poll() is not None:
             return {"error": f"worker is gone (status {self.proc.returncode}): {self.tail()}"}
         try:
-            self._send({"op": op, "round": rnd})
+            self._send({"op": op, "round": rnd, "repeat": repeat})
         except (BrokenPipeError, OSError) as exc:
             return {"error": f"worker is gone: {exc}"}
         return self.receive(timeout)
@@ -460,6 +480,10 @@ class Scenario:
     timeout: float = 300.0
     #: Contender methods are ``op_<op><method_suffix>`` (one class can serve two scenarios).
     method_suffix: str = ""
+    #: Operations run several times back to back per measurement (fast large gets: a single
+    #: one lasts tens of milliseconds, too short to time on a busy machine). Per object metrics
+    #: divide by it.
+    repeat: dict[str, int] = dataclasses.field(default_factory=dict)
     #: Called in the parent after every measured operation (cleanup, sync): (env, spec, op, round).
     after: Callable[[dict[str, Any], ContenderSpec, str, int], None] | None = None
 
@@ -597,7 +621,8 @@ def run_scenario(
                         continue
                     w = workers[o.spec.label]
                     cpu0 = server.cpu_seconds() if server else None
-                    msg = w.call(op + scenario.method_suffix, rnd, scenario.timeout)
+                    repeat = scenario.repeat.get(op, 1)
+                    msg = w.call(op + scenario.method_suffix, rnd, scenario.timeout * repeat, repeat)
                     cpu1 = server.cpu_seconds() if server else None
                     if scenario.after is not None:
                         scenario.after(env, o.spec, op, rnd)
@@ -609,7 +634,8 @@ def run_scenario(
                         continue
                     if rnd < 0 or msg.get("absent"):
                         continue  # warm-up, or an operation this contender does not do
-                    msg["objects"] = 1 if scenario.kind == "large" else msg["units"]
+                    large = scenario.kind == "large"
+                    msg["objects"] = msg.get("repeat", 1) if large else msg["units"]
                     if cpu0 is not None and cpu1 is not None:
                         msg["server_cpu"] = cpu1 - cpu0
                     o.runs.setdefault(op, []).append(msg)

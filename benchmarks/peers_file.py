@@ -505,6 +505,7 @@ class FileGroup(Group):
         small = {**common, "size": 0, "count": 200 if quick else 2000}
         self.large_size, self.small_count = large["size"], small["count"]
         fsync = "fsync, " if common["fsync"] else ""
+        repeat = 8 if quick else 3
         self.scenarios = [
             Scenario(
                 name="file-large",
@@ -512,10 +513,11 @@ class FileGroup(Group):
                 what=(
                     f"put: md5 + sha256 + write + {fsync}rename of a {_size(large['size'])} "
                     "stream of 1 MiB chunks; get: stream the object back in 1 MiB chunks "
-                    "(page cache)."
+                    f"(page cache; {repeat} times back to back per measurement)."
                 ),
                 ops=("put", "get"),
                 kind="large",
+                repeat={"get": repeat},
                 contenders=CONTENDERS + REFERENCES,
                 params=large,
                 group=self.name,

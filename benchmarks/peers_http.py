@@ -170,13 +170,18 @@ class HttpGroup(Group):
         large = {"size": (8 if quick else 64) * MiB, "count": 0, "concurrency": 64}
         small = {"size": 0, "count": 200 if quick else 2000, "concurrency": 64}
         self.large_size, self.small_count = large["size"], small["count"]
+        repeat = 4 if quick else 8
         self.scenarios = [
             Scenario(
                 name="http-large",
                 title=f"HTTP static server (own process), {large['size'] // MiB} MiB get",
-                what=f"get: stream one {large['size'] // MiB} MiB object.",
+                what=(
+                    f"get: stream one {large['size'] // MiB} MiB object ({repeat} times back to"
+                    " back per measurement)."
+                ),
                 ops=("get",),
                 kind="large",
+                repeat={"get": repeat},
                 contenders=CONTENDERS,
                 params=large,
                 group=self.name,

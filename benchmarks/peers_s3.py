@@ -390,6 +390,7 @@ class S3Group(Group):
         self.large_size, self.small_count = large["size"], small["count"]
         self._runner: asyncio.Runner | None = None
         self._client: Any = None
+        repeat = 4 if quick else 2
         self.scenarios = [
             Scenario(
                 name="s3-large",
@@ -397,10 +398,12 @@ class S3Group(Group):
                 what=(
                     f"put: a {large['size'] // MiB} MiB stream of 1 MiB chunks as 8 MiB parts, "
                     "4 in flight (aiostore also hashes md5 + sha256; s3fs gets the object as one "
-                    "bytes); get: stream it back in 1 MiB chunks."
+                    f"bytes); get: stream it back in 1 MiB chunks ({repeat} times back to back"
+                    " per measurement)."
                 ),
                 ops=("put", "get"),
                 kind="large",
+                repeat={"get": repeat},
                 contenders=CONTENDERS + REFERENCES,
                 params=large,
                 group=self.name,

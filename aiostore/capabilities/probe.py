@@ -14,9 +14,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -285,10 +285,6 @@ class HealthTracker:
     def revoked(self) -> list[Capability]:
         return [cap for cap, c in self._counters.items() if c.revoked]
 
-    def is_revoked(self, capability: Capability) -> bool:
-        c = self._counters.get(capability)
-        return c is not None and c.revoked
-
     def reason_for(self, missing: Capability) -> str:
         """Reason text of the revoked capabilities that cover ``missing`` bits."""
         reasons = [
@@ -331,7 +327,6 @@ class _Schedule:
     last_early: float = -math.inf
     early_requests: int = 0
     early_granted: int = 0
-    running: bool = field(default=False)
 
 
 class Prober:
@@ -414,13 +409,3 @@ class Prober:
 def _set_if_pending(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-def all_capabilities(caps: Iterable[Capability]) -> Capability:
-    out = Capability.NONE
-    for c in caps:
-        out |= c
-    return out
-
-
-DEFAULT_PROBE: Final = ProbeConfig()

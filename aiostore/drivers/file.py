@@ -82,6 +82,7 @@ from urllib.parse import quote
 import anyio
 import anyio.to_thread
 
+from .._cancel import shielded
 from .._keys import validate_key
 from .._stream import THREAD_HASH_MIN
 from .._types import Metadata, ObjectInfo
@@ -300,8 +301,9 @@ class FileSession(DriverSession):
             await self._workers.run(t.commit, box[0], overwrite, buf)
         except BaseException:
             if box:
-                with anyio.CancelScope(shield=True):
-                    await self._workers.run(t.abort, box[0])
+                # shielded(), not an anyio shield: a second native cancellation would otherwise
+                # drop the queued clean-up and leave the temporary file behind.
+                await shielded(self._workers.run(t.abort, box[0]))
             raise
 
     async def open(self, key: str, offset: int, length: int | None) -> DriverReader:

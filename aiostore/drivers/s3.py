@@ -37,8 +37,9 @@ Known limits:
   ``list`` hides that area, so user keys under it are not listed.
 - Object operations see a HEAD 404 from a missing bucket as ``NotFound``; the probe reports the
   missing bucket.
-- botocore's own DEBUG log records (off by default) show the access key id and session token;
-  the secret key never appears anywhere.
+- botocore logs signed request headers at DEBUG: while the manager runs (``start`` to
+  ``aclose``) a filter on its loggers replaces the credentials with ``***``; a session used
+  outside a running manager has no such filter.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from .._redact import install_secret_filter
 from .._types import Metadata, ObjectInfo
 from ..capabilities.flags import Capability
 from ..capabilities.probe import ProbeResult, Verdict
@@ -282,6 +284,7 @@ class S3Driver(Driver[S3Options]):
             retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=max(MAX_POOL_CONNECTIONS, 2 * o.max_concurrency),
         )
+        self._remove_filter: Callable[[], None] | None = None
         self._secrets = tuple(
             s for s in (o.access_key, o.secret_key, o.session_token) if s and len(s) >= 4
         )
@@ -332,8 +335,14 @@ class S3Driver(Driver[S3Options]):
         return S3Session(self, client, stack, asyncio.get_running_loop())
 
     async def start(self) -> None:
-        """With ``create_bucket``, create the bucket unless it exists. Never raises for a backend
-        that is merely down: the start-up probe reports it."""
+        """Keep the credentials out of botocore's log records (until :meth:`aclose`); with
+        ``create_bucket``, create the bucket unless it exists. Never raises for a backend that
+        is merely down: the start-up probe reports it."""
+        if self._remove_filter is None:
+            o = self.options
+            self._remove_filter = install_secret_filter(
+                (o.access_key, o.secret_key, o.session_token)
+            )
         if not self.options.create_bucket:
             return
         try:
@@ -347,6 +356,11 @@ class S3Driver(Driver[S3Options]):
             log.warning("store %r: cannot create the bucket: %s", self.store, exc)
         finally:
             await session.aclose()
+
+    async def aclose(self) -> None:
+        remove, self._remove_filter = self._remove_filter, None
+        if remove is not None:
+            remove()
 
 
 class S3Session(DriverSession):
@@ -921,8 +935,9 @@ class S3Session(DriverSession):
     # -- probe ----------------------------------------------------------------------------------
     async def probe(self) -> ProbeResult:
         """HeadBucket (READ_ACCESS); with ``probe_write`` a put, a ranged get and a delete of a
-        tiny object (WRITE_ACCESS, READ_RANDOM). One attempt each: the probe reports health as
-        it is. A probe slower than ``degraded_latency`` revokes READ_RANDOM."""
+        tiny object (WRITE_ACCESS, READ_RANDOM), without it WRITE_ACCESS follows HeadBucket.
+        One attempt each: the probe reports health as it is. A probe slower than
+        ``degraded_latency`` revokes READ_RANDOM."""
         started = time.monotonic()
         verdicts: dict[Capability, Verdict] = {}
         client = self.client
@@ -959,6 +974,12 @@ class S3Session(DriverSession):
                 )
             verdicts[Capability.WRITE_ACCESS] = (
                 Verdict.fail(failed_write) if failed_write else Verdict.ok()
+            )
+        else:
+            # Not written to: writes are as healthy as the bucket is reachable (so that a
+            # WRITE_ACCESS revoked by a failed put comes back).
+            verdicts[Capability.WRITE_ACCESS] = (
+                Verdict.fail(failed) if failed else Verdict.ok("not written (probe_write = false)")
             )
         elapsed = time.monotonic() - started
         limit = self._o.degraded_latency

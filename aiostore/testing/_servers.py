@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -157,10 +156,3 @@ class StaticServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-
-def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated with ``extra`` (one level)."""
-    out = dict(base)
-    out.update(extra)
-    return out

@@ -392,3 +392,52 @@ async def test_failing_probes_retire_the_shared_session() -> None:
         await asyncio.sleep(0)  # the retired session closes in a task of its own
         stats = store.statistics()["sessions"]
         assert stats["opened"] == 2 and stats["closed"] == 1
+
+
+async def test_a_shared_session_opened_while_the_manager_closes_is_closed() -> None:
+    """A caller still opening the shared session when the manager closes gets a StoreError, and
+    the session it opened is closed, not left behind."""
+    manager = _manager()
+    driver = _driver(manager)
+    gate = asyncio.Event()
+    async with manager:
+        driver.open_gate = gate
+        user = asyncio.create_task(manager["s"].exists("k"))
+        await asyncio.sleep(0.01)
+        assert driver.calls["open_session"] == 1  # the user waits in open_session
+    gate.set()
+    with pytest.raises(StoreError, match="closed"):
+        await user
+    assert len(driver.sessions) == 1
+    assert driver.open_sessions() == []
+
+
+async def test_native_cancellation_while_leaving_the_manager_closes_every_store() -> None:
+    """task.cancel() while the manager closes its first store's session: the other store's
+    session is closed too, and the task still ends cancelled."""
+    manager = StoreManager({"probe": NO_PROBE, "stores": {"a": fake_store(), "b": fake_store()}})
+    a, b = manager["a"].driver, manager["b"].driver
+    assert isinstance(a, FakeDriver) and isinstance(b, FakeDriver)
+    closing = asyncio.Event()
+
+    async def run() -> None:
+        async with manager:
+            await manager["a"].exists("k")
+            await manager["b"].exists("k")
+            session = a.sessions[0]
+            plain_close = session.aclose
+
+            async def slow_close() -> None:
+                closing.set()
+                await asyncio.sleep(0.05)
+                await plain_close()
+
+            session.aclose = slow_close  # type: ignore[method-assign]
+
+    task = asyncio.create_task(run())
+    await closing.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert a.open_sessions() == []
+    assert b.open_sessions() == []

@@ -830,3 +830,46 @@ async def test_create_only_puts_stay_atomic_without_hard_links(
     assert len(winners) == 1, results
     assert all(isinstance(r, errors.Duplicate) for r in results if r is not winners[0])
     assert leftovers(root) == []
+
+
+async def test_a_put_cancelled_twice_natively_still_removes_its_temporary_file(
+    tmp_path: Path,
+) -> None:
+    """A second task.cancel() while the put's clean-up waits for a worker thread (all busy)
+    does not drop the clean-up: no temporary file and no descriptor is left behind."""
+    root = tmp_path / "root"
+    asked_again = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"a" * (2 << 20)  # more than chunk_size: the put opens its temporary file
+        asked_again.set()
+        await asyncio.Event().wait()  # the client stalls
+        yield b""  # pragma: no cover
+
+    async with file_manager(root, probe={"enabled": False}) as manager:
+        store = manager["f"]
+        put = asyncio.create_task(store.put("k", chunks()))
+        await asyncio.wait_for(asked_again.wait(), 10)
+        assert leftovers(root)  # the temporary file exists
+        # Every worker busy: the put's clean-up job has to queue.
+        driver = store.driver
+        assert isinstance(driver, file_driver.FileDriver)
+        release = threading.Event()
+        blockers = [
+            driver.workers.pool().submit(release.wait, 10) for _ in range(file_driver.WORKERS)
+        ]
+        try:
+            put.cancel()
+            for _ in range(5):
+                await asyncio.sleep(0)
+            put.cancel()
+            await asyncio.sleep(0.05)
+        finally:
+            release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await put
+        for blocker in blockers:
+            blocker.result(timeout=10)
+        assert leftovers(root) == []
+        assert open_fds_under(root) == []
+        assert not await store.exists("k")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 import aiostore
+from aiostore.testing import S3Server
 
 HERE = Path(__file__).parent
 
@@ -68,24 +70,15 @@ async def manager(
 
 
 @pytest.fixture
-def reliability_s3(request: pytest.FixtureRequest) -> dict[str, Any]:
+def reliability_s3(s3_server: S3Server) -> dict[str, Any]:
     """S3 options on a fresh bucket of the moto server of aiostore's pytest plugin."""
-    server = request.getfixturevalue("s3_server")
-    import uuid
-
-    bucket = f"rel-{uuid.uuid4().hex[:12]}"
-    endpoint = getattr(server, "endpoint_url", None) or getattr(server, "endpoint", None)
-    return {
-        "bucket": bucket,
-        "endpoint_url": endpoint,
-        "access_key": "testing",
-        "secret_key": "testing",
-        "region": "us-east-1",
-        "addressing_style": "path",
-        "create_bucket": True,
-        "part_size": 5 * 1024 * 1024,
-        "multipart_threshold": 5 * 1024 * 1024,
+    options = s3_server.store_config(
+        bucket=f"rel-{uuid.uuid4().hex[:12]}",
+        part_size=5 * 1024 * 1024,
+        multipart_threshold=5 * 1024 * 1024,
         # Under 200 concurrent tasks moto answers probes slowly; latency-based degradation is
         # tested in tests/s3, here it would only hide the consistency checks behind 503s.
-        "degraded_latency": 60.0,
-    }
+        degraded_latency=60.0,
+    )
+    del options["driver"]
+    return options

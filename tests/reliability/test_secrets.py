@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import traceback
 from typing import Any
 
 import pytest
 
 import aiostore
+from tests.support.net import free_port
 
 pytest.importorskip("aiostore.drivers.s3", reason="the s3 driver is not built yet")
 
@@ -20,12 +20,6 @@ SECRET = "SECRET-do-not-leak-8c1f0e"
 TOKEN = "TOKEN-do-not-leak-77aa31"
 ACCESS = "AKIADONOTLEAK0042"
 HEADER_SECRET = "Bearer HDR-do-not-leak-5d5d"
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(endpoint: str) -> dict[str, Any]:
@@ -68,7 +62,7 @@ def _assert_clean(text: str, where: str, *, access_key_too: bool = True) -> None
 async def test_secrets_appear_nowhere(caplog: pytest.LogCaptureFixture) -> None:
     """Errors, logs (DEBUG), reprs, snapshot, REST /stores and /events of a failing backend."""
     caplog.set_level(logging.DEBUG)
-    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     manager = aiostore.StoreManager(_config(endpoint))
     texts: list[tuple[str, str]] = []
     async with manager:

@@ -34,15 +34,15 @@ async def client_of(manager: StoreManager) -> Any:
         return session.client
 
 
-def wrap(client: Any, method: str, around: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """Replace ``client.<method>`` by ``around(real, **kwargs)``; returns the real method."""
+def wrap(client: Any, method: str, around: Callable[..., Awaitable[Any]]) -> None:
+    """Replace ``client.<method>`` by ``around(real, **kwargs)`` (the store's client lives as
+    long as the test's manager)."""
     real = getattr(client, method)
 
     async def wrapper(**kwargs: Any) -> Any:
         return await around(real, **kwargs)
 
     setattr(client, method, wrapper)
-    return real  # type: ignore[no-any-return]
 
 
 def client_error(code: str, status: int, op: str) -> botocore.exceptions.ClientError:

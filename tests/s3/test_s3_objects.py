@@ -19,12 +19,6 @@ from .conftest import PART, SIZES, ConfigFactory, all_objects, uploads
 sized = pytest.mark.parametrize("size", SIZES, ids=[f"{s}B" for s in SIZES])
 
 
-def blob(size: int, salt: bytes = b"") -> bytes:
-    """Deterministic, non-repeating bytes (a shifted part would not compare equal)."""
-    seed = hashlib.sha256(salt + size.to_bytes(8, "big")).digest()
-    return (seed * (size // 32 + 1))[:size] if size < 64 else os.urandom(size)
-
-
 async def chunks(data: bytes, n: int) -> AsyncIterator[bytes]:
     for i in range(0, len(data), n):
         yield data[i : i + n]
@@ -34,7 +28,7 @@ async def chunks(data: bytes, n: int) -> AsyncIterator[bytes]:
 @sized
 async def test_put_read_stat_delete(store: Store, admin: Any, bucket: str, size: int) -> None:
     """A put stores exactly the bytes, with md5 checksum and metadata; delete removes it."""
-    data = blob(size)
+    data = os.urandom(size)
     meta = {"title": "Zürich ☃", "tags": ["a", "b"], "nested": {"k": "v"}}
     stored = await store.put("dir/obj", data, size=size, metadata=meta)
     assert stored.size == size
@@ -65,7 +59,7 @@ async def test_streamed_put_of_unknown_size(
     store: Store, admin: Any, bucket: str, size: int
 ) -> None:
     """An async iterator of odd-sized chunks and no declared size: same bytes, no upload left."""
-    data = blob(size, b"stream")
+    data = os.urandom(size)
     stored = await store.put("s", chunks(data, 1 * 1024 * 1024 + 7), metadata={"m": "1"})
     assert stored.size == size
     assert stored.checksum == hashlib.md5(data).hexdigest()
@@ -77,7 +71,7 @@ async def test_streamed_put_of_unknown_size(
 @sized
 async def test_ranges(store: Store, size: int) -> None:
     """Ranged reads: inside, across and past the end; an offset at or past the end is empty."""
-    data = blob(size, b"ranges")
+    data = os.urandom(size)
     await store.put("r", data)
     cases = [(0, None), (0, 1), (1, 10), (size // 2, None), (size // 3, PART), (size - 1, 5)]
     cases += [(size, None), (size, 3), (size + 10, None), (size + 10, 1), (0, 0), (3, 0)]
@@ -97,7 +91,7 @@ async def test_ranges(store: Store, size: int) -> None:
 @sized
 async def test_open_and_stop_early(store: Store, size: int) -> None:
     """A reader left after one chunk releases its connection; the store keeps working."""
-    data = blob(size, b"early")
+    data = os.urandom(size)
     await store.put("e", data)
     for _ in range(3):
         async with store.open("e") as reader:
@@ -109,7 +103,7 @@ async def test_open_and_stop_early(store: Store, size: int) -> None:
 @sized
 async def test_duplicate_and_overwrite(store: Store, size: int) -> None:
     """overwrite=False on an existing key is Duplicate and leaves it intact; True replaces it."""
-    first, second = blob(size, b"1"), blob(size, b"2") + b"!"
+    first, second = os.urandom(size), os.urandom(size) + b"!"
     await store.put("d", first, metadata={"v": "1"})
     with pytest.raises(Duplicate):
         await store.put("d", second, metadata={"v": "2"})
@@ -126,7 +120,7 @@ async def test_concurrent_create_only_puts(
 ) -> None:
     """Ten concurrent create-only puts of one key: exactly one wins, nine get Duplicate, the
     object is the winner's, and no multipart upload is left behind."""
-    datas = [blob(size, bytes([i])) + bytes([i]) for i in range(10)]
+    datas = [os.urandom(size) + bytes([i]) for i in range(10)]
     results = await asyncio.gather(
         *(store.put("same", d, metadata={"i": str(i)}) for i, d in enumerate(datas)),
         return_exceptions=True,
@@ -145,7 +139,7 @@ async def test_size_mismatch_stores_nothing(
     store: Store, admin: Any, bucket: str, size: int
 ) -> None:
     """Data shorter or longer than the declared size: SizeMismatch, no object, no upload."""
-    data = blob(size, b"mm")
+    data = os.urandom(size)
     with pytest.raises(SizeMismatch):
         await store.put("short", chunks(data, 1 << 20), size=size + 1)
     with pytest.raises(SizeMismatch):
@@ -170,7 +164,7 @@ async def test_keys_under_a_prefix(s3_config: ConfigFactory, admin: Any, bucket:
         store = manager["s3"]
         assert store.location_prefix == f"s3://{bucket}/pre/"
         size = int(3.5 * PART)
-        data = blob(size, b"prefix")
+        data = os.urandom(size)
         await store.put("a/b", data)
         await store.put("a/c", b"c")
         await store.put("z", b"z")

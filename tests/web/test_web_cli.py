@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import pytest
 
+from tests.support.net import free_port
+
 from .support import HAS_FILE_DRIVER
 
 needs_file = pytest.mark.skipif(not HAS_FILE_DRIVER, reason="aiostore.drivers.file is missing")
@@ -116,12 +118,6 @@ class Server:
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -324,3 +320,46 @@ def test_console_script_points_at_main() -> None:
 def test_sigint_handler_is_default_in_children() -> None:
     """Sanity: the test process does not ignore SIGINT, so serve's children receive it."""
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
+@needs_file
+def test_put_from_a_pipe_stores_all_of_it(tmp_path: Path) -> None:
+    """A FIFO (like /dev/stdin or a process substitution) reports size 0: the put must not
+    take that as the declared size; the whole stream is stored."""
+    config = write_config(tmp_path, file_store=True)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    data = os.urandom(100_000)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    result = cli("--config", config, "put", "disk", "piped", fifo, cwd=tmp_path)
+    writer.join(TIMEOUT)
+    assert result.returncode == 0, result.stderr.decode()
+    got = cli("--config", config, "get", "disk", "piped", cwd=tmp_path)
+    assert got.returncode == 0, got.stderr.decode()
+    assert got.stdout == data
+
+
+@needs_file
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_get_to_a_full_device_fails_in_one_line(tmp_path: Path) -> None:
+    """A local write that fails (ENOSPC on stdout) is an operation error: exit 1, one line."""
+    config = write_config(tmp_path, file_store=True)
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(300_000))
+    assert cli("--config", config, "put", "disk", "k", src, cwd=tmp_path).returncode == 0
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "aiostore", "--config", str(config), "get", "disk", "k"],
+            cwd=tmp_path,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    assert "cannot write stdout" in assert_one_line_error(result, 1)
