@@ -36,6 +36,7 @@ from .errors import Duplicate as Duplicate
 from .errors import InvalidKey as InvalidKey
 from .errors import InvalidMetadata as InvalidMetadata
 from .errors import InvalidRange as InvalidRange
+from .errors import KeyConflict as KeyConflict
 from .errors import MaxRedirectsExceeded as MaxRedirectsExceeded
 from .errors import NotFound as NotFound
 from .errors import OperationTimeout as OperationTimeout
@@ -67,6 +68,7 @@ __all__ = [
     "InvalidKey",
     "InvalidMetadata",
     "InvalidRange",
+    "KeyConflict",
     "MaxRedirectsExceeded",
     "Metadata",
     "NotFound",

@@ -22,6 +22,7 @@ __all__ = [
     "InvalidKey",
     "InvalidMetadata",
     "InvalidRange",
+    "KeyConflict",
     "MaxRedirectsExceeded",
     "NotFound",
     "OperationTimeout",
@@ -218,3 +219,8 @@ class MaxRedirectsExceeded(StoreError):
 
 class InvalidRange(StoreError, ValueError):
     """``offset``/``length`` are negative or not integers. Raised by reads and ``write``."""
+
+
+class KeyConflict(StoreError, FileExistsError):
+    """The key clashes with existing keys on a store whose keys are paths: an object cannot also
+    be a prefix of other keys (``a`` and ``a/b``). Raised by ``put`` on the file driver."""

@@ -622,7 +622,8 @@ def run_scenario(
                     w = workers[o.spec.label]
                     cpu0 = server.cpu_seconds() if server else None
                     repeat = scenario.repeat.get(op, 1)
-                    msg = w.call(op + scenario.method_suffix, rnd, scenario.timeout * repeat, repeat)
+                    method = op + scenario.method_suffix
+                    msg = w.call(method, rnd, scenario.timeout * repeat, repeat)
                     cpu1 = server.cpu_seconds() if server else None
                     if scenario.after is not None:
                         scenario.after(env, o.spec, op, rnd)

@@ -94,6 +94,7 @@ from ..errors import (
     Duplicate,
     InvalidKey,
     InvalidRange,
+    KeyConflict,
     NotFound,
     StorageWriteDenied,
     StoreError,
@@ -678,7 +679,7 @@ class _Tree:
         if code == errno.EISDIR:
             return NotFound(f"{what}: no such object (a prefix of other keys)", key=key)
         if code == errno.ENOTDIR and what == "put":
-            return StoreError(
+            return KeyConflict(
                 "put: a leading part of the key is an existing object, so it cannot be a prefix",
                 key=key,
             )
@@ -859,7 +860,7 @@ class _Tree:
             old = None
         if old is not None:
             if st_.S_ISDIR(old.st_mode):
-                raise StoreError(
+                raise KeyConflict(
                     "put: the key is a prefix of other keys (a directory); it cannot be an object",
                     key=p.key,
                 )
@@ -896,7 +897,7 @@ class _Tree:
 
     def _duplicate(self, p: _Pending) -> StoreError:
         if _is_dir(p.dfd, p.name):
-            return StoreError(
+            return KeyConflict(
                 "put: the key is a prefix of other keys (a directory); it cannot be an object",
                 key=p.key,
             )

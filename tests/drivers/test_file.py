@@ -519,7 +519,7 @@ async def test_reserved_names_cannot_be_keys(store: aiostore.Store) -> None:
 
 async def test_keys_conflicting_with_prefixes(store: aiostore.Store) -> None:
     await store.put("a", b"object a")
-    with pytest.raises(errors.StoreError) as info:
+    with pytest.raises(errors.KeyConflict) as info:
         await store.put("a/b", b"x")
     # A conflict, not a fault of the store: nothing that would revoke or look like a miss.
     assert not isinstance(info.value, errors.NotFound | errors.StorageFull)
@@ -527,7 +527,7 @@ async def test_keys_conflicting_with_prefixes(store: aiostore.Store) -> None:
     assert "prefix" in str(info.value)
     await store.put("d/e", b"x")
     for overwrite in (False, True):
-        with pytest.raises(errors.StoreError) as info:
+        with pytest.raises(errors.KeyConflict) as info:
             await store.put("d", b"x", overwrite=overwrite)
         assert "prefix" in str(info.value)
     assert await store.read("d/e") == b"x"

@@ -39,6 +39,7 @@ class Model:
     violations: list[str] = field(default_factory=list)
 
     def start(self, key: str, version: int, size: int) -> None:
+        self.ops += 1
         self.started.setdefault(key, {})[version] = size
 
     def ack(self, key: str, version: int) -> None:
