@@ -169,6 +169,7 @@ class StoreManager:
             configured = configured.revoke(Capability.WRITE_ACCESS)
         if not flags["reusable"]:
             configured = configured.revoke(Capability.DRIVER_REUSABLE)
+        driver.configured = configured
         return Store(
             name,
             driver,

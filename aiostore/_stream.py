@@ -151,6 +151,11 @@ def _as_bytes(chunk: Any) -> bytes:
     raise TypeError(f"put() data yielded {type(chunk).__name__}, expected bytes")
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class PutStream:
     """The async iterator of chunks a driver's ``put`` consumes.
 
@@ -269,7 +274,9 @@ class PutStream:
 
     async def aclose(self) -> None:
         if self._pending is not None:
-            # Never await here: this runs on cancellation too. Worker threads finish on their own.
+            # Never await here: this runs on cancellation too. Worker threads finish on their own;
+            # the callback retrieves the outcome so asyncio does not log it as never retrieved.
+            self._pending.add_done_callback(_retrieve)
             self._pending.cancel()
             self._pending = None
         aclose = getattr(self._chunks, "aclose", None)

@@ -181,6 +181,15 @@ class Driver(abc.ABC, Generic[OptionsT]):
     def __init__(self, store: str, options: OptionsT) -> None:
         self.store = store
         self.options = options
+        #: The configured layer, set by the manager before :meth:`start` (``read_only``,
+        #: ``reusable`` applied). A probe must not write to a store configured without
+        #: WRITE_ACCESS: see :attr:`probe_writes`.
+        self.configured: Capability = self.native_capabilities
+
+    @property
+    def probe_writes(self) -> bool:
+        """Whether a probe may write (WRITE_ACCESS is configured)."""
+        return Capability.WRITE_ACCESS in self.configured
 
     @classmethod
     def from_config(cls, store: str, config: Mapping[str, Any]) -> Driver[OptionsT]:

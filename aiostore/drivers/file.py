@@ -211,6 +211,7 @@ class FileDriver(Driver[FileOptions]):
         return "file://" + quote(self.root.rstrip("/"), safe="/") + "/"
 
     async def start(self) -> None:
+        self.tree.probe_writes = self.probe_writes
         await self.workers.run(self.tree.start)
 
     async def open_session(self) -> FileSession:
@@ -643,6 +644,8 @@ class _Tree:
 
     def __init__(self, root: str, options: FileOptions) -> None:
         self.root = root
+        #: False when the store is configured without WRITE_ACCESS (set by the driver).
+        self.probe_writes = True
         self.options = options
         self.chunk_size = options.chunk_size
         self.fsync = options.fsync
@@ -1244,12 +1247,10 @@ class _Tree:
                 read = Verdict.fail(f"root is not a directory: {root}")
             except OSError as exc:
                 read = Verdict.fail(f"root not readable: {root}: {_strerror(exc)}")
-        write = self._probe_write() if read.healthy else read
-        return {
-            Capability.READ_ACCESS: read,
-            Capability.READ_RANDOM: read,
-            Capability.WRITE_ACCESS: write,
-        }
+        verdicts = {Capability.READ_ACCESS: read, Capability.READ_RANDOM: read}
+        if self.probe_writes:  # never write to a store configured read-only
+            verdicts[Capability.WRITE_ACCESS] = self._probe_write() if read.healthy else read
+        return verdicts
 
     def _probe_write(self) -> Verdict:
         root = self.root

@@ -32,9 +32,8 @@ Known limits:
 - ``delete`` must raise ``NotFound`` for a missing key, and S3 deletes silently: it sends a HEAD
   first, so two concurrent deletes of one key may both succeed.
 - A put cancelled while ``CompleteMultipartUpload`` is in flight may still have completed.
-- The probe writes under ``<prefix>.aiostore-probe/`` even when the store is configured
-  ``read_only`` (the driver does not see that flag); set ``probe_write = false`` there.
-  ``list`` hides that area, so user keys under it are not listed.
+- The probe writes under ``<prefix>.aiostore-probe/`` (never on a store configured
+  ``read_only``). ``list`` hides that area, so user keys under it are not listed.
 - Object operations see a HEAD 404 from a missing bucket as ``NotFound``; the probe reports the
   missing bucket.
 - botocore logs signed request headers at DEBUG: while the manager runs (``start`` to
@@ -955,7 +954,9 @@ class S3Session(DriverSession):
         verdicts[Capability.READ_ACCESS] = Verdict.fail(failed) if failed else Verdict.ok()
         if failed:
             verdicts[Capability.READ_RANDOM] = Verdict.fail(failed)
-        if self._o.probe_write:
+        if not self._driver.probe_writes:
+            pass  # configured read-only: never write, and WRITE_ACCESS is not ours to judge
+        elif self._o.probe_write:
             name = f"{self._prefix}{PROBE_AREA}{uuid.uuid4().hex}"
             failed_write = await step(
                 "PutObject",

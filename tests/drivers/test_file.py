@@ -873,3 +873,22 @@ async def test_a_put_cancelled_twice_natively_still_removes_its_temporary_file(
         assert leftovers(root) == []
         assert open_fds_under(root) == []
         assert not await store.exists("k")
+
+
+async def test_a_read_only_store_is_probed_without_writing(tmp_path: Path) -> None:
+    """read_only = true: the probe reads the root and never creates a probe file."""
+    root = tmp_path / "ro"
+    root.mkdir()
+    config = {
+        "probe": {"enabled": False},
+        "stores": {"f": {"driver": "file", "root": str(root), "read_only": True}},
+    }
+    async with aiostore.StoreManager(config) as manager:
+        store = manager["f"]
+        before = root.stat().st_mtime_ns  # creating and removing a probe file changes it
+        for _ in range(3):
+            await asyncio.sleep(0.01)
+            await store.probe()
+        assert root.stat().st_mtime_ns == before
+        assert Capability.WRITE_ACCESS not in store.capabilities
+        assert Capability.READ_RANDOM in store.capabilities
