@@ -44,7 +44,9 @@ def bench(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """The long fault-flapping soak (minutes)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", "tests/reliability", "-m", "soak", "--soak", *session.posargs)
+    session.run(
+        "python", "-m", "pytest", "tests/reliability", "-m", "soak", "--soak", *session.posargs
+    )
 
 
 @nox.session(python=PYTHON)
