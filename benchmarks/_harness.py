@@ -50,6 +50,8 @@ KiB: Final = 1024
 MiB: Final = 1024 * 1024
 GiB: Final = 1024 * MiB
 ROOT: Final = Path(__file__).resolve().parent.parent
+#: Seconds a worker may take to import its library, connect and prepare.
+SETUP_TIMEOUT: Final = 120.0
 LIBRARIES: Final = (
     "aiostore",
     "aiohttp",
@@ -142,10 +144,14 @@ class Contender:
 
 
 def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
+    """A ``/proc/self/status`` field in KiB (0 where there is no /proc: no RSS figures)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
@@ -438,11 +444,21 @@ class ContenderSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
+    """``value(run)`` for one round; tables show ``stat`` of the rounds (the median, or the worst
+    round for peak RSS) and a ratio to aiostore's when aiostore's is at least ``floor``."""
+
     name: str
     unit: str
     higher_is_better: bool
     value: Callable[[dict[str, Any]], float | None]
     fmt: str = "{:.3g}"
+    stat: str = "median"
+    floor: float = 0.0
+
+    def ratio(self, s: dict[str, float] | None, base: dict[str, float] | None) -> float | None:
+        if s is None or base is None or not base[self.stat] or base[self.stat] < self.floor:
+            return None
+        return s[self.stat] / base[self.stat]
 
 
 def _per_obj(m: dict[str, Any], key: str, scale: float) -> float | None:
@@ -457,7 +473,7 @@ CPU_OBJ: Final = Metric("client CPU", "s/object", False, lambda m: _per_obj(m, "
 CPU_OP: Final = Metric("client CPU", "ms/op", False, lambda m: _per_obj(m, "cpu", 1e3))
 SRV_OBJ: Final = Metric("server CPU", "s/object", False, lambda m: _per_obj(m, "server_cpu", 1))
 SRV_OP: Final = Metric("server CPU", "ms/op", False, lambda m: _per_obj(m, "server_cpu", 1e3))
-RSS: Final = Metric("peak RSS growth", "MiB", False, lambda m: m["rss"] / MiB, "{:.1f}")
+RSS: Final = Metric("peak RSS growth", "MiB", False, lambda m: m["rss"] / MiB, "{:.1f}", "max", 1.0)
 
 
 @dataclasses.dataclass
@@ -560,17 +576,16 @@ class ScenarioResult:
                     s = self.summary(op, o.spec.label, metric)
                     if s is None:
                         continue
-                    ratio = s["median"] / base["median"] if base and base["median"] else None
                     out.append(
                         {
                             "scenario": f"{self.scenario.name}/{op}",
                             "contender": o.spec.label,
                             "metric": f"{metric.name} ({metric.unit})",
-                            "value": s["median"],
+                            "value": s[metric.stat],
                             "min": s["min"],
                             "max": s["max"],
                             "n": s["n"],
-                            "ratio": ratio,
+                            "ratio": metric.ratio(s, base),
                         }
                     )
         return out
@@ -595,7 +610,7 @@ def run_scenario(
             workers[o.spec.label] = Worker(o.spec.target, params, log)
         for o in outcomes:
             w = workers[o.spec.label]
-            msg = w.receive(timeout=scenario.timeout)
+            msg = w.receive(timeout=min(scenario.timeout, SETUP_TIMEOUT))
             if "skip" in msg:
                 o.skipped = msg["skip"]
             elif "error" in msg:
@@ -736,7 +751,8 @@ def scenario_table(res: ScenarioResult) -> list[str]:
     metrics = sc.metrics(res.with_server)
     head = ["op", "contender"]
     for m in metrics:
-        head += [f"{m.name} ({m.unit}) {'↑' if m.higher_is_better else '↓'}", "× aiostore"]
+        worst = ", worst round" if m.stat == "max" else ""
+        head += [f"{m.name} ({m.unit}{worst}) {'↑' if m.higher_is_better else '↓'}", "× aiostore"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for op in sc.ops:
         for o in res.outcomes:
@@ -750,10 +766,9 @@ def scenario_table(res: ScenarioResult) -> list[str]:
                     cells += ["—", "—"]
                     continue
                 cells.append(
-                    f"{fmt(s['median'], m.fmt)} ({fmt(s['min'], m.fmt)}–{fmt(s['max'], m.fmt)})"
+                    f"{fmt(s[m.stat], m.fmt)} ({fmt(s['min'], m.fmt)}–{fmt(s['max'], m.fmt)})"
                 )
-                ratio = s["median"] / base["median"] if base and base["median"] else None
-                cells.append(fmt_ratio(ratio))
+                cells.append(fmt_ratio(m.ratio(s, base)))
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -801,9 +816,9 @@ def write_png(results: Sequence[ScenarioResult], path: Path) -> str | None:
             if s is None:
                 continue
             labels.append(o.spec.label)
-            med.append(s["median"])
-            lo.append(s["median"] - s["min"])
-            hi.append(s["max"] - s["median"])
+            med.append(s[m.stat])
+            lo.append(s[m.stat] - s["min"])
+            hi.append(s["max"] - s[m.stat])
             colors.append(
                 {"aiostore": "#d1495b", "reference": "#a0a0a0"}.get(o.spec.role, "#66a182")
             )
@@ -812,7 +827,8 @@ def write_png(results: Sequence[ScenarioResult], path: Path) -> str | None:
         ax.set_yticks(list(y), labels, fontsize=8)
         ax.invert_yaxis()
         arrow = "higher is better" if m.higher_is_better else "lower is better"
-        ax.set_title(f"{res.scenario.name} {op}: {m.name} ({m.unit}), {arrow}", fontsize=9)
+        worst = ", worst round" if m.stat == "max" else ""
+        ax.set_title(f"{res.scenario.name} {op}: {m.name} ({m.unit}{worst}), {arrow}", fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
