@@ -415,8 +415,8 @@ class S3Group(Group):
                 title=f"S3 (moto, own process), 4 KiB × {small['count']:,}, 64 in flight",
                 what=(
                     f"put: {small['count']:,} objects of 4 KiB, 64 in flight (aiostore: "
-                    "create-only, md5 + sha256); get: read {small['count']:,} objects of 4 KiB."
-                    " moto is the bottleneck: compare client CPU per op."
+                    f"create-only, md5 + sha256); get: read {small['count']:,} objects of 4 KiB,"
+                    " 64 in flight. moto is the bottleneck: compare client CPU per op."
                 ),
                 ops=("put", "get"),
                 kind="small",
