@@ -42,7 +42,7 @@ import threading
 import time
 import traceback
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -947,3 +947,51 @@ def suite_table(res: SuiteResult) -> list[str]:
             cells.append(fmt(v) if number else "—" if v is None else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def target_verdicts(
+    rows: list[dict[str, Any]],
+    targets: Iterable[tuple[str | None, Metric, float, bool]],
+    *,
+    contender: str,
+) -> list[str]:
+    """One line per (target, matching row): met or missed. A target is (scenario prefix or None
+    for any scenario, metric, ratio bound, True for "at least" / False for "at most")."""
+    lines = []
+    for scenario, metric, target, at_least in targets:
+        name = f"{metric.name} ({metric.unit})"
+        for row in rows:
+            if (
+                row["contender"] != contender
+                or row["metric"] != name
+                or (scenario is not None and not row["scenario"].startswith(scenario + "/"))
+                or row["ratio"] is None
+            ):
+                continue
+            ratio = row["ratio"]
+            ok = ratio >= target if at_least else ratio <= target
+            sign = "≥" if at_least else "≤"
+            lines.append(
+                f"{'ok  ' if ok else 'MISS'} {row['scenario']}: {name} {contender} {ratio:.2f}× raw"
+                f" (target {sign} {target}×)"
+            )
+    return lines
+
+
+def rows_table(
+    rows: list[dict[str, Any]], *, widths: tuple[int, int, int], ratio_title: str = "ratio"
+) -> str:
+    """The rows of a ``run()`` as a fixed-width text table (scenario, contender, metric widths)."""
+    ws, wc, wm = widths
+    head = (
+        f"{'scenario':{ws}s} {'contender':{wc}s} {'metric':{wm}s} {'median':>10s} {'min–max':>21s}"
+    )
+    lines = [head + f" {ratio_title:>6s}"]
+    for r in rows:
+        span = f"{r['min']:.4g}–{r['max']:.4g}"
+        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        lines.append(
+            f"{r['scenario']:{ws}s} {r['contender']:{wc}s} {r['metric']:{wm}s} {r['value']:>10.4g}"
+            f" {span:>21s} {ratio:>6s}"
+        )
+    return "\n".join(lines)

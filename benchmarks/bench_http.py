@@ -36,18 +36,21 @@ from ._harness import (
     MiB,
     Scenario,
     rmtree,
+    rows_table,
     run_scenario,
+    target_verdicts,
 )
 from .peers_http import CONTENDERS, HttpGroup
 
 AIOSTORE: Final = "aiostore"
 RAW: Final = "raw aiohttp"
-#: (metric, target on aiostore's ratio to raw, True when the ratio must be at least the target)
-TARGETS: Final[tuple[tuple[Metric, float, bool], ...]] = (
-    (THROUGHPUT, 0.9, True),
-    (OPS, 0.9, True),
-    (CPU_OBJ, 1.2, False),
-    (CPU_OP, 1.2, False),
+#: (scenario prefix or None for all, metric, target on aiostore's ratio to raw, True when the
+#: ratio must be at least the target)
+TARGETS: Final[tuple[tuple[str | None, Metric, float, bool], ...]] = (
+    (None, THROUGHPUT, 0.9, True),
+    (None, OPS, 0.9, True),
+    (None, CPU_OBJ, 1.2, False),
+    (None, CPU_OP, 1.2, False),
 )
 
 
@@ -124,45 +127,15 @@ def run(quick: bool, echo: Any = None) -> list[dict[str, Any]]:
     return rows
 
 
-def verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per target: met or missed."""
-    lines = []
-    for metric, target, at_least in TARGETS:
-        name = f"{metric.name} ({metric.unit})"
-        for row in rows:
-            if row["contender"] != AIOSTORE or row["metric"] != name or row["ratio"] is None:
-                continue
-            ratio = row["ratio"]
-            ok = ratio >= target if at_least else ratio <= target
-            sign = "≥" if at_least else "≤"
-            lines.append(
-                f"{'ok  ' if ok else 'MISS'} {row['scenario']}: {name} aiostore {ratio:.2f}× raw"
-                f" (target {sign} {target}×)"
-            )
-    return lines
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'scenario':10s} {'contender':12s} {'metric':24s} {'median':>10s} {'min–max':>21s}"
-    lines = [head + f" {'× raw':>6s}"]
-    for r in rows:
-        span = f"{r['min']:.4g}–{r['max']:.4g}"
-        lines.append(
-            f"{r['scenario']:10s} {r['contender']:12s} {r['metric']:24s} {r['value']:>10.4g}"
-            f" {span:>21s} {r['ratio']:>6.2f}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="16 MiB, 300 gets, 3 rounds")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     args = parser.parse_args(argv)
     rows = run(args.quick, echo=lambda s: print(s, file=sys.stderr))
-    print(table(rows))
+    print(rows_table(rows, widths=(10, 12, 24), ratio_title="× raw"))
     print()
-    print("\n".join(verdicts(rows)))
+    print("\n".join(target_verdicts(rows, TARGETS, contender=AIOSTORE)))
     if args.json:
         print(json.dumps(rows, indent=2))
     return 0

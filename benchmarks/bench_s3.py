@@ -46,7 +46,9 @@ from ._harness import (
     MiB,
     Scenario,
     rmtree,
+    rows_table,
     run_scenario,
+    target_verdicts,
 )
 from .peers_s3 import BUCKET, CONTENDERS, Aiobotocore, Aiostore, S3Group
 
@@ -54,7 +56,7 @@ AIOSTORE: Final = "aiostore"
 RAW: Final = "raw aiobotocore"
 FRESH: Final = "aiostore, reusable=false"
 #: (scenario, metric, target on aiostore's ratio to raw, True when the ratio must be at least it)
-TARGETS: Final[tuple[tuple[str, Metric, float, bool], ...]] = (
+TARGETS: Final[tuple[tuple[str | None, Metric, float, bool], ...]] = (
     ("s3-large", THROUGHPUT, 0.95, True),
     ("s3-small", OPS, 0.9, True),
     ("s3-small", CPU_OP, 1.1, False),
@@ -192,52 +194,16 @@ def run(quick: bool, echo: Any = None) -> list[dict[str, Any]]:
     return rows
 
 
-def verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per target: met or missed."""
-    lines = []
-    for scenario, metric, target, at_least in TARGETS:
-        name = f"{metric.name} ({metric.unit})"
-        for row in rows:
-            if (
-                row["contender"] != AIOSTORE
-                or row["metric"] != name
-                or not row["scenario"].startswith(scenario + "/")
-                or row["ratio"] is None
-            ):
-                continue
-            ratio = row["ratio"]
-            ok = ratio >= target if at_least else ratio <= target
-            sign = "≥" if at_least else "≤"
-            lines.append(
-                f"{'ok  ' if ok else 'MISS'} {row['scenario']}: {name} aiostore {ratio:.2f}× raw"
-                f" (target {sign} {target}×)"
-            )
-    return lines
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'scenario':14s} {'contender':26s} {'metric':26s} {'median':>10s} {'min–max':>21s}"
-    lines = [head + f" {'ratio':>6s}"]
-    for r in rows:
-        span = f"{r['min']:.4g}–{r['max']:.4g}"
-        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        lines.append(
-            f"{r['scenario']:14s} {r['contender']:26s} {r['metric']:26s} {r['value']:>10.4g}"
-            f" {span:>21s} {ratio:>6s}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="32 MiB, 200 objects, 3 rounds")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     args = parser.parse_args(argv)
     rows = run(args.quick, echo=lambda s: print(s, file=sys.stderr))
-    print(table(rows))
+    print(rows_table(rows, widths=(14, 26, 26)))
     print()
     print("ratio: over raw aiobotocore (s3-session: over aiostore with its shared client)")
-    print("\n".join(verdicts(rows)))
+    print("\n".join(target_verdicts(rows, TARGETS, contender=AIOSTORE)))
     if args.json:
         print(json.dumps(rows, indent=2))
     return 0
