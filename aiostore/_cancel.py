@@ -1,13 +1,20 @@
-"""Cancellation that waits: worker threads and clean-ups that never outlive their caller.
+"""The one concurrency model: blocking work in bounded worker threads, clean-ups that finish.
 
-``anyio.to_thread.run_sync`` shields the wait for its thread from *anyio* cancellation, but a
-native asyncio cancellation (``asyncio.timeout``, ``task.cancel()``) is delivered at once while
-the thread goes on running: a put cancelled that way could still commit seconds later, after the
-caller was told it did not happen. :func:`run_sync` closes that gap: on cancellation it first sets
-``abandon`` (so the thread can give up before an irreversible step, such as a rename), then waits
-for the thread to finish, and only then re-raises the cancellation. :func:`shielded` does the
-same for clean-up coroutines (closing a reader, releasing a session): anyio's shielded scopes do
-not hold back a native asyncio cancellation, so a clean-up could otherwise stop half-way.
+aiostore runs on asyncio and uses anyio's primitives (task groups, ``CapacityLimiter``,
+``to_thread``) where they fit. Two helpers cover every driver's needs:
+
+- :func:`run_blocking` runs a blocking call in a worker thread. When the caller is cancelled
+  (natively — ``task.cancel()``, ``asyncio.timeout`` — or by an anyio scope) it gets control
+  back *at once*, even while the call hangs in a system call (a stalled NFS mount, a paused Ceph
+  cluster). The abandoned thread finishes on its own; a :class:`Fence` passed along makes sure it
+  can no longer commit anything afterwards: before its irreversible step (a rename, a multipart
+  completion) the thread calls :meth:`Fence.commit`, which fails once the caller has gone. If the
+  thread is already committing when the cancellation arrives, the caller waits for that step to
+  end — the operation then happened, and the caller still sees its cancellation.
+- :func:`shielded` runs a clean-up coroutine (abort an upload, remove a temporary file, give a
+  session back) to its end under any cancellation: repeated ``task.cancel()``, timeouts, anyio
+  scopes, task-group cancellation. anyio's shielded scopes do not hold back a *native* asyncio
+  cancellation, so the clean-up runs in its own task that the caller waits for.
 """
 
 from __future__ import annotations
@@ -15,32 +22,125 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
 
-__all__ = ["run_sync", "shielded"]
+__all__ = ["Abandoned", "Fence", "run_blocking", "run_sync", "shielded"]
 
 T = TypeVar("T")
 
+_RUNNING: Final = 0
+_COMMITTING: Final = 1
+_ABANDONED: Final = 2
+_DONE: Final = 3
 
-async def run_sync(
-    fn: Callable[..., T], *args: object, abandon: threading.Event | None = None
+
+class Abandoned(Exception):
+    """Raised by :meth:`Fence.commit` / :meth:`Fence.check` in a thread whose caller has gone."""
+
+
+class Fence:
+    """A one-way gate between a worker thread's irreversible step and its caller's cancellation.
+
+    The thread calls :meth:`check` between steps (cheap) and wraps its commit in
+    ``with fence.commit():``; the caller, on cancellation, calls :meth:`abandon`. Exactly one
+    of the two wins: either the thread commits (and :meth:`abandon` returns False: the caller must
+    wait for it), or the caller abandons (and the thread's :meth:`commit` raises
+    :class:`Abandoned`, so it rolls back instead).
+    """
+
+    __slots__ = ("_lock", "_state")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = _RUNNING
+
+    @property
+    def abandoned(self) -> bool:
+        """True once the caller has gone."""
+        return self._state == _ABANDONED
+
+    def check(self) -> None:
+        """Raise :class:`Abandoned` when the caller has gone (call it between blocking steps)."""
+        if self._state == _ABANDONED:
+            raise Abandoned("the caller was cancelled")
+
+    def commit(self) -> _Commit:
+        """``with fence.commit(): os.rename(...)``: the irreversible step, or ``Abandoned``."""
+        return _Commit(self)
+
+    def abandon(self) -> bool:
+        """The caller gives up. True when the thread can no longer commit; False when its commit
+        is already under way (or done)."""
+        with self._lock:
+            if self._state == _RUNNING:
+                self._state = _ABANDONED
+                return True
+            return self._state == _ABANDONED
+
+
+class _Commit:
+    __slots__ = ("_fence",)
+
+    def __init__(self, fence: Fence) -> None:
+        self._fence = fence
+
+    def __enter__(self) -> None:
+        fence = self._fence
+        with fence._lock:
+            if fence._state == _ABANDONED:
+                raise Abandoned("the caller was cancelled before the commit")
+            fence._state = _COMMITTING
+
+    def __exit__(self, *exc: object) -> None:
+        self._fence._state = _DONE
+
+
+async def run_blocking(
+    fn: Callable[..., T],
+    *args: object,
+    fence: Fence | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> T:
-    """Run ``fn(*args)`` in a worker thread; on cancellation, wait for it before re-raising."""
+    """Run ``fn(*args)`` in a worker thread (anyio's pool, bounded by ``limiter`` or anyio's
+    default limiter of the running loop).
+
+    On cancellation the caller gets control back at once, unless ``fence`` says the thread is
+    committing: then it waits for the thread first. Either way the cancellation is re-raised.
+    """
+    task = asyncio.ensure_future(
+        anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=limiter)
+    )
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if fence is not None and not fence.abandon():
+            await _drain(task)  # the commit is under way: it must not outlive its caller
+        else:
+            task.cancel()  # the thread runs on by itself; nothing of it can commit any more
+            task.add_done_callback(_retrieve)
+        raise
+
+
+async def run_sync(fn: Callable[..., T], *args: object) -> T:
+    """Run ``fn(*args)`` in a worker thread and, on cancellation, wait for it to finish.
+
+    For short local calls whose effect must not land after the caller was told it did not happen
+    (the CLI writing a local file). Work that may hang belongs in :func:`run_blocking`.
+    """
     task = asyncio.ensure_future(anyio.to_thread.run_sync(fn, *args))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        if abandon is not None:
-            abandon.set()
         await _drain(task)
         raise
 
 
 async def shielded(aw: Awaitable[T]) -> T:
-    """Await ``aw`` to completion even when cancelled (anyio or native); then re-raise."""
+    """Await ``aw`` to completion even when cancelled (anyio or native, once or repeatedly);
+    then re-raise the cancellation."""
     task = asyncio.ensure_future(aw)
     try:
         with anyio.CancelScope(shield=True):
@@ -57,5 +157,9 @@ async def _drain(task: asyncio.Future[Any]) -> None:
             await asyncio.wait([task])
         except asyncio.CancelledError:
             continue  # still waiting: the work must not outlive its caller
+    _retrieve(task)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved: the cancellation is what the caller sees

@@ -20,7 +20,7 @@ import anyio.to_thread
 from ._cancel import run_sync
 from .errors import SizeMismatch, UnknownHashingAlgo
 
-__all__ = ["PutStream", "make_hasher"]
+__all__ = ["PutStream", "make_hasher", "rechunk"]
 
 #: Chunks at least this big are hashed in worker threads.
 THREAD_HASH_MIN: Final = 256 * 1024
@@ -129,6 +129,25 @@ def _source(data: Any, chunk_size: int) -> tuple[AsyncIterator[bytes], bool, Cal
         f"put() cannot read {type(data).__name__}: give bytes, a (async) iterable of bytes, "
         "a (async) file object or an aiohttp.StreamReader"
     )
+
+
+async def rechunk(stream: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """Pieces of exactly ``size`` bytes (the last one shorter, never empty) from ``stream``:
+    multipart parts, staged blocks, image extents. Holds at most one piece plus one chunk."""
+    if size <= 0:
+        raise ValueError(f"size must be positive, not {size}")
+    buf = bytearray()
+    async for chunk in stream:
+        if not buf and len(chunk) == size:
+            yield chunk  # the common case: the source's chunks already have the right size
+            continue
+        buf += chunk
+        while len(buf) >= size:
+            piece = bytes(buf[:size])
+            del buf[:size]
+            yield piece
+    if buf:
+        yield bytes(buf)
 
 
 def _tell(f: Any) -> int | None:

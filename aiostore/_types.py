@@ -20,6 +20,8 @@ class ObjectInfo:
     size: int
     modified: float | None = None
     metadata: Metadata = field(default_factory=dict)
+    #: An opaque version tag (an S3 ETag, a file's inode/size/mtime) when the driver has one.
+    etag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ import anyio.abc
 from ..errors import BadStoreConfiguration
 from .flags import Capability
 from .state import CapabilityChange, CapabilityState
+from .verdict import ProbeResult, Verdict
 
 __all__ = [
     "CapabilityHealth",
@@ -86,26 +87,6 @@ class ProbeConfig:
             else:
                 raise BadStoreConfiguration("unknown probe option", store=store, option=option)
         return replace(base, **values)
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One capability's probe outcome."""
-
-    healthy: bool
-    reason: str = ""
-
-    @classmethod
-    def ok(cls, reason: str = "") -> Verdict:
-        return cls(True, reason)
-
-    @classmethod
-    def fail(cls, reason: str) -> Verdict:
-        return cls(False, reason)
-
-
-#: What ``probe()`` returns: a verdict per capability it checked.
-ProbeResult = Mapping[Capability, Verdict]
 
 
 @dataclass(frozen=True, slots=True)

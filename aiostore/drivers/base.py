@@ -17,24 +17,16 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import errno
 import types
 import typing
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar, Final, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
+from .._errormap import map_os_error
 from .._types import Metadata, ObjectInfo
 from ..capabilities.flags import Capability
-from ..capabilities.probe import ProbeResult
-from ..errors import (
-    BackendUnavailable,
-    BadStoreConfiguration,
-    NotFound,
-    OperationTimeout,
-    StorageFull,
-    StorageWriteDenied,
-    StoreError,
-)
+from ..capabilities.verdict import ProbeResult
+from ..errors import BadStoreConfiguration, NotFound, StoreError
 
 __all__ = [
     "Driver",
@@ -51,9 +43,16 @@ OptionsT = TypeVar("OptionsT")
 
 
 class DriverReader(abc.ABC):
-    """An open object being read. ``size`` is the number of bytes it will yield in total."""
+    """An open object being read. ``size`` is the number of bytes it will yield in total.
+
+    ``info``, when the driver can tell, describes the one version of the object this reader
+    reads — its full size, modification time, metadata and ETag — taken from the open object
+    itself (the open file, the GET response), never from a separate ``stat``: headers and body
+    of one read must describe the same version even while the object is being overwritten.
+    """
 
     size: int
+    info: ObjectInfo | None = None
 
     @abc.abstractmethod
     async def read_chunk(self) -> bytes:
@@ -66,7 +65,10 @@ class DriverReader(abc.ABC):
 class BytesReader(DriverReader):
     """A reader over bytes already in memory (memory driver, tests)."""
 
-    def __init__(self, data: bytes | memoryview, chunk_size: int = 1 << 20) -> None:
+    def __init__(
+        self, data: bytes | memoryview, chunk_size: int = 1 << 20, info: ObjectInfo | None = None
+    ) -> None:
+        self.info = info
         self._view = memoryview(data)
         self._pos = 0
         self._chunk = chunk_size
@@ -336,34 +338,3 @@ def _coerce(store: str, name: str, hint: Any, value: Any) -> Any:
 
 def _looks_secret(name: str) -> bool:
     return any(word in name for word in ("secret", "token", "password", "key"))
-
-
-# -- error mapping ----------------------------------------------------------------------------
-
-_FULL: Final = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_DENIED: Final = {errno.EACCES, errno.EPERM, errno.EROFS}
-_NOT_FOUND: Final = {errno.ENOENT, errno.ENOTDIR}
-
-
-def map_os_error(
-    exc: OSError, *, key: str | None = None, write: bool = False, what: str = ""
-) -> StoreError:
-    """Translate an OSError into the contract's error (chain it with ``raise ... from exc``).
-
-    Write-side faults (full, denied) revoke WRITE_ACCESS; a denied *read* is BackendUnavailable.
-    """
-    code = exc.errno
-    text = exc.strerror or str(exc)
-    doing = f"{what}: " if what else ""
-    if code in _FULL:
-        return StorageFull(f"{doing}{text} (errno {errno.errorcode.get(code, code)})", key=key)
-    if code in _DENIED:
-        name = errno.errorcode.get(code, str(code))
-        if write:
-            return StorageWriteDenied(f"{doing}{text} (errno {name})", key=key)
-        return BackendUnavailable(f"{doing}{text} (errno {name})", key=key)
-    if code in _NOT_FOUND:
-        return NotFound(f"{doing}no such object", key=key)
-    if isinstance(exc, TimeoutError):
-        return OperationTimeout(f"{doing}timed out", key=key)
-    return BackendUnavailable(f"{doing}{text}", key=key)
