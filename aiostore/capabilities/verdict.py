@@ -20,6 +20,9 @@ class Verdict:
 
     healthy: bool
     reason: str = ""
+    #: The failure is a lack of space (ENOSPC, a free-space threshold, a quota). A store whose
+    #: WRITE_ACCESS is revoked only for that still lets ``delete`` through: deleting makes room.
+    out_of_space: bool = False
 
     @classmethod
     def ok(cls, reason: str = "") -> Verdict:
@@ -28,6 +31,11 @@ class Verdict:
     @classmethod
     def fail(cls, reason: str) -> Verdict:
         return cls(False, reason)
+
+    @classmethod
+    def full(cls, reason: str) -> Verdict:
+        """WRITE_ACCESS fails for lack of space only (deletes still pass)."""
+        return cls(False, reason, out_of_space=True)
 
 
 #: What ``probe()`` returns: a verdict per capability it checked.
