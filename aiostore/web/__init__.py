@@ -23,11 +23,13 @@ from ._app import setup as setup
 from ._errors import status_for as status_for
 from ._routes import META_HEADER as META_HEADER
 from ._routes import object_routes as object_routes
+from ._server_options import ServerOptions as ServerOptions
 
 __all__ = [
     "META_HEADER",
     "STORES",
     "ManagerOrConfig",
+    "ServerOptions",
     "create_app",
     "object_routes",
     "setup",
