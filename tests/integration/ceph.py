@@ -50,8 +50,22 @@ __all__ = [
     "start_cluster",
 ]
 
-#: Debian packages that hold every binary below (ceph-base comes in as a dependency).
-PACKAGES = ("ceph-mon", "ceph-mgr", "ceph-osd", "radosgw", "ceph-common")
+#: Debian packages that hold every binary below (ceph-base comes in as a dependency), and the
+#: librados/librbd bindings the ``rbd`` driver uses (built for Debian's CPython 3.11).
+PACKAGES = (
+    "ceph-mon",
+    "ceph-mgr",
+    "ceph-osd",
+    "radosgw",
+    "ceph-common",
+    "python3-rados",
+    "python3-rbd",
+)
+#: The bindings' extension modules, checked like the binaries.
+BINDINGS = ("rados", "rbd")
+BINDINGS_DIR = Path("/usr/lib/python3/dist-packages")
+#: The pool the ``rbd`` driver's tests use.
+RBD_POOL = "rbd"
 BINARIES = (
     "ceph-mon",
     "ceph-mgr",
@@ -93,6 +107,9 @@ class RGWEndpoint:
     access_key: str
     secret_key: str = field(repr=False)
     region: str = "us-east-1"
+    #: The same user's Swift subuser (auth v1 at ``endpoint_url + "/auth/1.0"``).
+    swift_user: str = "test:swift"
+    swift_key: str = field(default="aiostore-test-swift-key-0123456789", repr=False)
 
 
 def _stderr_log(msg: str) -> None:
@@ -100,8 +117,12 @@ def _stderr_log(msg: str) -> None:
 
 
 def missing_binaries() -> list[str]:
-    """The Ceph binaries not on PATH."""
-    return [b for b in BINARIES if shutil.which(b) is None]
+    """The Ceph binaries not on PATH (and the Python bindings not installed)."""
+    missing = [b for b in BINARIES if shutil.which(b) is None]
+    for name in BINDINGS:
+        if not any(BINDINGS_DIR.glob(f"{name}.cpython-*.so")):
+            missing.append(f"python3-{name}")
+    return missing
 
 
 def _run(
@@ -276,6 +297,15 @@ class CephCluster:
                 endpoint_url=f"http://127.0.0.1:{self.rgw_port}",
                 access_key=self.access_key,
                 secret_key=self.secret_key,
+            )
+            self.radosgw_admin(
+                "subuser",
+                "create",
+                "--uid=test",
+                f"--subuser={self.endpoint.swift_user}",
+                "--access=full",
+                "--key-type=swift",
+                f"--secret-key={self.endpoint.swift_key}",
             )
             self.timings["user"] = time.monotonic() - t0
             self._warm_up(deadline)
@@ -489,9 +519,10 @@ rgw enable usage log = false
     def _create_pools(self) -> None:
         # One `ceph` process reading commands from stdin: ~2 s instead of ~0.5 s per command.
         lines = [f"osd pool create {p} 8 8\nosd pool application enable {p} rgw" for p in RGW_POOLS]
+        lines.append(f"osd pool create {RBD_POOL} 8 8\nosd pool application enable {RBD_POOL} rbd")
         self.ceph_batch(lines)
         have = set(self.ceph("osd", "pool", "ls").split())
-        missing = [p for p in RGW_POOLS if p not in have]
+        missing = [p for p in (*RGW_POOLS, RBD_POOL) if p not in have]
         if missing:
             raise CephError(f"could not create the RGW pools {missing}")
 
