@@ -74,10 +74,12 @@ async def test_missing_objects(server: WebServer) -> None:
 
 
 async def test_stat_reports_size_and_last_modified(server: WebServer) -> None:
-    """stat is a HEAD: Content-Length and Last-Modified (epoch seconds)."""
+    """stat is a HEAD: Content-Length, Last-Modified (epoch seconds) and the ETag."""
     async with http_store(server.base_url, probe_path="hello.txt") as store:
         info = await store.stat("hello.txt")
-        assert info == ObjectInfo("hello.txt", len(HELLO), float(MTIME), {})
+        st = (server.root / "data" / "hello.txt").stat()
+        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'  # aiohttp's FileResponse
+        assert info == ObjectInfo("hello.txt", len(HELLO), float(MTIME), {}, etag)
         assert (await store.stat("big.bin")).size == BIG_SIZE
     assert [r.method for r in server.seen("/data/big.bin")] == ["HEAD"]
 
