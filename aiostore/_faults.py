@@ -1,24 +1,30 @@
 """Fault switches every store carries, for tests (the pytest plugin's ``faults`` fixture).
 
-They act at the store facade, in front of any driver: an operation or probe consults the plan
-first. Real faults (full disks, read-only mounts, stalled servers) are tested separately against
-each real driver; these exist so *users* can test how their code reacts, on any backend.
+A fault plan is one more layer around the driver session, like any other: while a switch is on,
+the store's session pool hands out its sessions wrapped in a :class:`FaultySession`, which
+raises what the fault causes before delegating to the real session and adjusts probe verdicts.
+While every switch is off there is no wrapper at all, so operations pay nothing for it. Real
+faults (full disks, read-only mounts, stalled servers) are tested separately against each real
+driver; these exist so *users* can test how their code reacts, on any backend.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 import math
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import anyio
 
+from ._errormap import map_os_error
+from ._types import Metadata, ObjectInfo
 from .capabilities.flags import Capability
-from .capabilities.probe import ProbeResult, Verdict
-from .drivers.base import map_os_error
+from .capabilities.verdict import ProbeResult, Verdict
+from .drivers.base import DriverReader, DriverSession
 from .errors import StoreError, StoreRandomGetNotSupported
 
-__all__ = ["FaultPlan"]
+__all__ = ["FaultPlan", "FaultySession"]
 
 _WRITES = frozenset({"put", "write", "delete"})
 
@@ -34,13 +40,28 @@ class FaultPlan:
     probe_error: str | None = None
     probe_hang: bool = False
     session_broken: bool = False
-    # Kept up to date by __setattr__: every operation tests it, so it must cost one attribute read.
+    # Kept up to date by __setattr__; the listener (the store's session pool) adds or removes
+    # the FaultySession layer when it flips.
     _active: bool = field(default=False, init=False, repr=False, compare=False)
+    _listener: Callable[[bool], None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __setattr__(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
+        if name == "_listener":
+            return
         # Recomputed after every assignment, "_active" itself included (``__init__`` sets it last).
-        object.__setattr__(self, "_active", self._compute_active())
+        was = getattr(self, "_active", False)
+        now = self._compute_active()
+        object.__setattr__(self, "_active", now)
+        listener = getattr(self, "_listener", None)
+        if listener is not None and now != was:
+            listener(now)
+
+    def listen(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(active)`` whenever the plan turns on or off (the store's pool)."""
+        object.__setattr__(self, "_listener", listener)
 
     def _compute_active(self) -> bool:
         # getattr defaults: during __init__ the later fields are not set yet.
@@ -120,3 +141,68 @@ class FaultPlan:
         if self.drop_random and Capability.READ_RANDOM in configured:
             out[Capability.READ_RANDOM] = Verdict.fail("server ignores Range (injected fault)")
         return out
+
+
+class FaultySession(DriverSession):
+    """A driver session seen through a :class:`FaultPlan`: the fault layer."""
+
+    __slots__ = ("_configured", "_inner", "_plan")
+
+    def __init__(self, inner: DriverSession, plan: FaultPlan, configured: Capability) -> None:
+        self._inner = inner
+        self._plan = plan
+        self._configured = configured
+
+    @property
+    def is_broken(self) -> bool:
+        return self._inner.is_broken
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def probe(self) -> ProbeResult:
+        plan = self._plan
+        await plan.before_probe()
+        verdicts = await self._inner.probe()
+        return plan.adjust(verdicts, self._configured)
+
+    async def put(
+        self,
+        key: str,
+        stream: AsyncIterator[bytes],
+        *,
+        size: int | None,
+        overwrite: bool,
+        metadata: Metadata,
+    ) -> None:
+        await self._plan.before("put", key, 0, None)
+        await self._inner.put(key, stream, size=size, overwrite=overwrite, metadata=metadata)
+
+    async def open(self, key: str, offset: int, length: int | None) -> DriverReader:
+        await self._plan.before("open", key, offset, length)
+        return await self._inner.open(key, offset, length)
+
+    async def read(self, key: str, offset: int, length: int | None) -> bytes:
+        await self._plan.before("read", key, offset, length)
+        return await self._inner.read(key, offset, length)
+
+    async def write(self, key: str, data: bytes, offset: int) -> int:
+        await self._plan.before("write", key, offset, len(data))
+        return await self._inner.write(key, data, offset)
+
+    async def delete(self, key: str) -> None:
+        await self._plan.before("delete", key, 0, None)
+        await self._inner.delete(key)
+
+    async def stat(self, key: str) -> ObjectInfo:
+        await self._plan.before("stat", key, 0, None)
+        return await self._inner.stat(key)
+
+    async def exists(self, key: str) -> bool:
+        await self._plan.before("exists", key, 0, None)
+        return await self._inner.exists(key)
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        await self._plan.before("list", None, 0, None)
+        async for info in self._inner.list(prefix):
+            yield info

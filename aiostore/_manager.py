@@ -18,12 +18,12 @@ import anyio
 from ._cancel import shielded
 from ._keys import validate_key
 from ._sessions import SessionContext
-from ._store import Store, validate_metadata
+from ._store import Store
 from ._stream import PutStream
 from ._types import Metadata, StoredObject
-from .capabilities.flags import Capability
+from .capabilities.flags import NAMED, Capability
 from .capabilities.probe import HealthReport, ProbeConfig, Prober
-from .capabilities.state import ChangeHub, Subscription
+from .capabilities.state import CapabilityChange, ChangeHub, Subscription
 from .drivers.base import Driver, redacted_options
 from .errors import (
     BackendUnavailable,
@@ -34,13 +34,17 @@ from .errors import (
     UnknownScheme,
     UnknownStore,
 )
+from .instrumentation import Instruments
 
 __all__ = ["StoreManager", "load_driver"]
 
 log = logging.getLogger("aiostore")
 
 ENTRY_POINT_GROUP: Final = "aiostore.drivers"
-COMMON_OPTIONS: Final = frozenset({"driver", "priority", "read_only", "reusable", "probe"})
+#: Keys every store takes, whatever its driver (the rest are the driver's options).
+COMMON_OPTIONS: Final = frozenset(
+    {"driver", "priority", "read_only", "reusable", "probe", "unset", "unset_reason"}
+)
 _TOP_LEVEL: Final = frozenset({"default", "probe", "stores"})
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _FAILOVER: Final = (StoreAddDisabled, StorageFull, BackendUnavailable)
@@ -100,6 +104,7 @@ class StoreManager:
                     f"unknown top-level setting {top!r} (known: default, probe, stores)"
                 )
         self._hub = ChangeHub()
+        self._instruments = Instruments()
         self._prober = Prober()
         base_probe = ProbeConfig.from_mapping(config.get("probe", {}))
         stores_cfg = config.get("stores", {})
@@ -109,7 +114,7 @@ class StoreManager:
         for name, store_cfg in stores_cfg.items():
             store = self._build_store(name, store_cfg, base_probe)
             self._stores[name] = store
-            self._prober.add(name, store.probe_config, store._probe_once)
+            self._prober.add(name, store.probe_config, store._probe.run)
         default = config.get("default")
         if default is None:
             default = next(iter(self._stores), None)
@@ -160,6 +165,7 @@ class StoreManager:
                 )
             flags[flag] = value
         probe = ProbeConfig.from_mapping(cfg.get("probe", {}), base_probe, store=name)
+        unset, unset_reason = _unset_option(name, cfg)
         options = {k: v for k, v in cfg.items() if k not in COMMON_OPTIONS}
         driver = driver_cls.from_config(name, options)
         configured = Capability(
@@ -170,15 +176,19 @@ class StoreManager:
         if not flags["reusable"]:
             configured = configured.revoke(Capability.DRIVER_REUSABLE)
         driver.configured = configured
-        return Store(
+        store = Store(
             name,
             driver,
             configured=configured,
             probe=probe,
             priority=priority,
-            hubs=(self._hub,),
+            hubs=(self._hub, _InstrumentHub(self._instruments)),
             prober=self._prober,
+            instruments=self._instruments,
         )
+        if unset:
+            store.unset_capabilities(unset, reason=unset_reason)
+        return store
 
     # -- lookup ---------------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Store:
@@ -241,6 +251,15 @@ class StoreManager:
         """Async iterator of every store's :class:`CapabilityChange` events."""
         return self._hub.subscribe()
 
+    def instrument(self, instrument: object) -> None:
+        """Register an instrument (see :mod:`aiostore.instrumentation`): its ``on_operation``,
+        ``on_probe`` and ``on_change`` methods, whichever it has, observe every store."""
+        self._instruments.add(instrument)
+
+    def uninstrument(self, instrument: object) -> None:
+        """Remove an instrument registered with :meth:`instrument`."""
+        self._instruments.remove(instrument)
+
     # -- lifecycle ------------------------------------------------------------------------------
     async def __aenter__(self) -> StoreManager:
         if self._entered:
@@ -277,7 +296,7 @@ class StoreManager:
             log.warning("store %r: start-up failed: %s", store.name, exc)
         cfg = store.probe_config
         if cfg.enabled and cfg.initial:
-            await store._probe_once(immediate=True)
+            await store._probe.run(immediate=True)
 
     async def _run_probers(self, started: asyncio.Future[None]) -> None:
         assert self._stop is not None
@@ -324,6 +343,7 @@ class StoreManager:
         # Callers run this shielded (see aclose): one store failing to close never keeps the
         # others open.
         for store in self._stores.values():
+            await store._close_open()
             await store._pool.aclose()
             try:
                 await store.driver.aclose()
@@ -359,6 +379,7 @@ class StoreManager:
                 "current": _caps(snap.current),
                 "version": snap.version,
                 "health": store.health.to_dict(),
+                "unset": _caps(snap.unset) | {"reason": snap.unset_reason},
                 "probe": {
                     "interval": store.probe_config.interval,
                     "timeout": store.probe_config.timeout,
@@ -388,7 +409,10 @@ class StoreManager:
         ``BackendUnavailable`` when nothing was consumed or the data is re-readable."""
         names = list(stores) if stores is not None else self.names
         candidates = sorted((self[n] for n in names), key=lambda s: -s.priority)
-        key = validate_key(key)
+        if not candidates:
+            raise UnknownStore("no store to put into")
+        # The same validation as Store.put, so both raise the same errors for the same input.
+        key, meta = candidates[0]._put_args(key, size, metadata)
         writable = [s for s in candidates if Capability.WRITE_ACCESS in s.capabilities]
         if not writable:
             raise StoreAddDisabled(
@@ -402,16 +426,13 @@ class StoreManager:
                     Capability.WRITE_ACCESS in s.configured_capabilities for s in candidates
                 ),
             )
-        meta = validate_metadata(metadata, writable[0].name, key)
-        stream: PutStream | None = PutStream(
-            data, size=size, hash_algo=hash_algo, store=writable[0].name, key=key
-        )
+        stream: PutStream | None = writable[0]._stream(key, data, size, hash_algo)
         errors: list[StoreError] = []
         for store in writable:
             assert stream is not None
             try:
                 store._check("put", key)
-                return await store._put_stream(key, stream, overwrite=overwrite, metadata=meta)
+                return await store._put(key, stream, overwrite=overwrite, metadata=meta)
             except _FAILOVER as exc:
                 errors.append(exc)
                 stream = stream.again(store=None)
@@ -419,6 +440,38 @@ class StoreManager:
                     raise
                 log.warning("put %r: store %r failed (%s); trying the next", key, store.name, exc)
         raise errors[-1]
+
+
+class _InstrumentHub(ChangeHub):
+    """Hands every capability change to the manager's instruments."""
+
+    def __init__(self, instruments: Instruments) -> None:
+        super().__init__()
+        self._instruments = instruments
+
+    def publish(self, change: CapabilityChange) -> None:
+        self._instruments.change(change)
+
+
+def _unset_option(store: str, cfg: Mapping[str, Any]) -> tuple[Capability, str]:
+    """The store's ``unset`` (capability names) and ``unset_reason`` keys."""
+    names = cfg.get("unset", [])
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise BadStoreConfiguration(
+            "must be a list of capability names", store=store, option="unset"
+        )
+    known = {str(c.name): c for c in NAMED}
+    caps = Capability.NONE
+    for n in names:
+        if n not in known:
+            raise BadStoreConfiguration(
+                f"unknown capability {n!r} (known: {', '.join(known)})", store=store, option="unset"
+            )
+        caps |= known[n]
+    reason = cfg.get("unset_reason", "")
+    if not isinstance(reason, str):
+        raise BadStoreConfiguration("must be a string", store=store, option="unset_reason")
+    return caps, reason
 
 
 def _caps(c: Capability) -> dict[str, Any]:

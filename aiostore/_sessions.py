@@ -1,9 +1,17 @@
-"""Driver sessions: one shared per event loop for DRIVER_REUSABLE drivers, one per use otherwise.
+"""Driver sessions: one shared per live event loop for DRIVER_REUSABLE drivers, one per use
+otherwise.
 
-Like httpcore's pool: cheap synchronous predicates (is the shared session on this loop, not
+Like httpcore's pool: cheap synchronous predicates (is there a shared session of this loop, not
 retired, not broken?) decide reuse-or-create; closing I/O runs afterwards, shielded and bounded.
-A shared session found broken is *retired*: it gets no new users, is closed once its last user
-leaves, and the next caller opens a fresh one.
+
+- A call from another event loop gets *that* loop's shared session: two loops using one store
+  is normal, not a fault (no retiring, no DRIVER_REUSABLE flap, no warning).
+- A shared session found broken is *retired*: it gets no new users, is closed once its last
+  user leaves, and the next caller on its loop opens a fresh one.
+- The sessions of a loop that has closed are dropped (nothing can run their close any more).
+- Layers (fault injection in tests) wrap the session a caller sees; the raw session is what
+  the pool opens and closes. Without layers the caller gets the raw session: nothing is checked
+  on the hot path.
 """
 
 from __future__ import annotations
@@ -22,27 +30,29 @@ from ._cancel import shielded
 from .drivers.base import Driver, DriverSession
 from .errors import StoreError
 
-__all__ = ["SessionPool"]
+__all__ = ["SessionContext", "SessionPool", "close_quietly"]
 
 log = logging.getLogger("aiostore.sessions")
 
 #: Bound on closing one session (shielded from cancellation).
 CLOSE_TIMEOUT: Final = 10.0
 
+#: Wraps a session in layers (e.g. fault injection); ``None`` when there are none.
+Wrapper = Callable[[DriverSession], DriverSession]
+
 
 @dataclass(eq=False, slots=True)
-class _Shared:
+class Shared:
+    """One loop's shared session and its users."""
+
     session: DriverSession
+    #: What callers use: ``session`` wrapped in the pool's layers (``session`` itself without).
+    view: DriverSession
     loop: asyncio.AbstractEventLoop
+    thread: int
     users: int = 0
     retired: bool = False
     closed: bool = False
-    #: ``loop`` when it is an asyncio BaseEventLoop, which records the thread it is running in.
-    base_loop: asyncio.BaseEventLoop | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.loop, asyncio.BaseEventLoop):
-            self.base_loop = self.loop
 
 
 async def close_quietly(session: DriverSession, store: str) -> None:
@@ -74,136 +84,165 @@ class SessionPool:
         self.shared = shared
         self._on_retire = on_retire
         self._on_fresh = on_fresh
-        self._current: _Shared | None = None
-        self._opening: asyncio.Future[_Shared | None] | None = None
+        self._wrap: Wrapper | None = None
+        #: The shared session of each live loop, and the same slots by the thread running them
+        #: (the hot path: ``threading.get_ident()`` is far cheaper than
+        #: ``asyncio.get_running_loop()``, which makes a system call on Python 3.11).
+        self._by_loop: dict[asyncio.AbstractEventLoop, Shared] = {}
+        self._by_thread: dict[int, Shared] = {}
+        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        self._retired: list[_Shared] = []
+        self._retired: list[Shared] = []
         self._closed = False
+        #: A broken shared session was retired since the last fresh one opened.
+        self._broke = False
         # statistics
         self.opened = 0
         self.closed = 0
         self.retired = 0
 
+    # -- layers ---------------------------------------------------------------------------------
+    def set_wrapper(self, wrap: Wrapper | None) -> None:
+        """Wrap every session callers see in ``wrap`` (None: no layers), effective at once."""
+        self._wrap = wrap
+        for slot in self._by_loop.values():
+            slot.view = wrap(slot.session) if wrap is not None else slot.session
+
+    def _view(self, session: DriverSession) -> DriverSession:
+        return self._wrap(session) if self._wrap is not None else session
+
     # -- shared path ----------------------------------------------------------------------------
-    def _usable(self, slot: _Shared | None, loop: asyncio.AbstractEventLoop) -> bool:
-        return (
+    def acquire_nowait(self) -> Shared | None:
+        """The hot path: a user's reference on the running loop's usable shared session, or None
+        when one must be opened (or replaced) first — :meth:`acquire_shared` does that.
+
+        A thread runs at most one event loop at a time, so "this thread's slot, whose loop is
+        running" is the running loop's slot (loops are not handed between threads while alive).
+        """
+        slot = self._by_thread.get(threading.get_ident())
+        if (
             slot is not None
             and not slot.retired
-            and slot.loop is loop
-            and not loop.is_closed()
+            and slot.loop.is_running()
             and not slot.session.is_broken
-        )
-
-    def acquire_nowait(self) -> _Shared | None:
-        """The fast path: a user's reference on the usable shared session of the running loop,
-        or None when one must be opened (or replaced) first — :meth:`acquire_shared` does that."""
-        slot = self._current
-        if slot is None or slot.retired:
-            return None
-        # Is slot.loop the running loop? A thread runs at most one loop at a time, so "it runs in
-        # this thread" is exact — and far cheaper than asyncio.get_running_loop(), which makes a
-        # getpid() system call on Python 3.11, on the hot path of every operation. (The running
-        # loop is never closed.)
-        base = slot.base_loop
-        if (
-            base._thread_id == threading.get_ident()  # type: ignore[attr-defined]
-            if base is not None
-            else slot.loop is asyncio.get_running_loop()
-        ) and not slot.session.is_broken:
+        ):
             slot.users += 1
             return slot
         return None
 
-    async def acquire_shared(self) -> _Shared:
-        """Take a user's reference on the shared session of the running loop, opening it once."""
+    async def acquire_shared(self) -> Shared:
+        """Take a user's reference on the running loop's shared session, opening it once."""
         loop = asyncio.get_running_loop()
         while True:
-            slot = self._current
-            if self._usable(slot, loop):
-                assert slot is not None
-                slot.users += 1
-                return slot
+            slot = self._by_loop.get(loop)
+            if slot is not None:
+                if not slot.retired and not slot.session.is_broken:
+                    thread = threading.get_ident()
+                    if slot.thread != thread:  # the loop now runs in another thread
+                        if self._by_thread.get(slot.thread) is slot:
+                            del self._by_thread[slot.thread]
+                        slot.thread = thread
+                    self._by_thread[thread] = slot
+                    slot.users += 1
+                    return slot
+                self._retire_slot(slot, "broken")
             if self._closed:
                 raise StoreError("the store manager is closed", store=self.store)
-            if slot is not None:
-                # Found broken, or bound to another (maybe closed) loop: retire it.
-                reason = "bound to another event loop" if slot.loop is not loop else "broken"
-                self._retire_slot(slot, reason)
-            opening = self._opening
-            if opening is not None and opening.get_loop() is loop:
+            self._drop_dead_loops()
+            opening = self._opening.get(loop)
+            if opening is not None:
                 await asyncio.shield(opening)
                 continue
-            fut: asyncio.Future[_Shared | None] = loop.create_future()
-            self._opening = fut
+            fut: asyncio.Future[None] = loop.create_future()
+            self._opening[loop] = fut
             try:
                 session = await self.driver.open_session()
             except BaseException as exc:
-                self._opening = None
-                if not fut.done():
-                    if isinstance(exc, Exception):
-                        fut.set_exception(exc)
-                        fut.exception()  # mark retrieved: waiters re-raise it themselves
-                    else:
-                        # The opener was cancelled: that is not the waiters' failure. They wake
-                        # up and one of them opens the session instead.
-                        fut.set_result(None)
+                del self._opening[loop]
+                if isinstance(exc, Exception):
+                    fut.set_exception(exc)  # every waiter fails the same way
+                    fut.exception()  # mark retrieved: waiters re-raise it themselves
+                else:
+                    # The opener was cancelled: that is not the waiters' failure. They wake
+                    # up and one of them opens the session instead.
+                    fut.set_result(None)
                 raise
             self.opened += 1
+            del self._opening[loop]
+            fut.set_result(None)
             if self._closed:
                 # The manager closed while this session was opening: aclose() did not see it.
-                self._opening = None
-                fut.set_result(None)
                 self.closed += 1
                 await close_quietly(session, self.store)
                 raise StoreError("the store manager is closed", store=self.store)
-            new = _Shared(session, loop)
-            self._current = new
-            self._opening = None
-            fut.set_result(new)
-            if self._on_fresh is not None and self.opened > 1:
-                self._on_fresh()
+            new = Shared(session, self._view(session), loop, threading.get_ident())
+            self._by_loop[loop] = new
+            self._by_thread[new.thread] = new
+            if self._broke:
+                self._broke = False
+                if self._on_fresh is not None:
+                    self._on_fresh()
             # loop again to take the reference through the common path
 
-    def release_nowait(self, slot: _Shared, exc: BaseException | None = None) -> bool:
+    def _drop_dead_loops(self) -> None:
+        for loop in [lp for lp in self._by_loop if lp.is_closed()]:
+            slot = self._by_loop.pop(loop)
+            if self._by_thread.get(slot.thread) is slot:
+                del self._by_thread[slot.thread]
+            if not slot.closed:
+                slot.closed = True  # nothing can run its close on a closed loop
+                self.closed += 1
+
+    def release_nowait(self, slot: Shared, exc: BaseException | None = None) -> bool:
         """Drop a user's reference, retiring the session first when ``exc`` says it broke.
 
         True when the caller must now ``await`` :meth:`close_slot` (it was the last user of a
         retired session)."""
-        if isinstance(exc, StoreError) and exc.session_broken:
+        if exc is not None and isinstance(exc, StoreError) and exc.session_broken:
             self._retire_slot(slot, str(exc))
         slot.users -= 1
         return slot.retired and slot.users == 0 and not slot.closed
 
-    async def close_slot(self, slot: _Shared) -> None:
+    async def close_slot(self, slot: Shared) -> None:
         """Close a retired shared session whose last user left (see :meth:`release_nowait`)."""
         await self._close_slot(slot)
 
     def retire_current(self, reason: str, *, broken: bool = True) -> None:
-        """Retire the current shared session (no new users; closed after the last one).
+        """Retire the running loop's shared session (no new users; closed after the last one).
 
         ``broken=False`` only refreshes it (e.g. after failing probes, when the session is not
         known to be at fault): DRIVER_REUSABLE is then not revoked in the meantime.
         """
-        slot = self._current
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        slot = self._by_loop.get(loop)
         if slot is not None:
             self._retire_slot(slot, reason, broken=broken)
 
-    def _retire_slot(self, slot: _Shared, reason: str, *, broken: bool = True) -> None:
+    def _retire_slot(self, slot: Shared, reason: str, *, broken: bool = True) -> None:
         if slot.retired:
             return
         slot.retired = True
         self.retired += 1
-        if self._current is slot:
-            self._current = None
-        log.warning("store %r: retiring shared driver session (%s)", self.store, reason)
-        if broken and self._on_retire is not None:
-            self._on_retire(reason)
+        if self._by_loop.get(slot.loop) is slot:
+            del self._by_loop[slot.loop]
+        if self._by_thread.get(slot.thread) is slot:
+            del self._by_thread[slot.thread]
+        if broken:
+            log.warning("store %r: retiring shared driver session (%s)", self.store, reason)
+            self._broke = True
+            if self._on_retire is not None:
+                self._on_retire(reason)
+        else:
+            log.info("store %r: refreshing shared driver session (%s)", self.store, reason)
         if slot.users == 0:
             self._schedule_close(slot)
         else:
             self._retired.append(slot)
 
-    def _schedule_close(self, slot: _Shared) -> None:
+    def _schedule_close(self, slot: Shared) -> None:
         if slot.loop.is_closed():
             slot.closed = True  # cannot run its close on a dead loop; nothing left to release
             self.closed += 1
@@ -222,14 +261,14 @@ class SessionPool:
             slot.closed = True  # its loop is stopped: nothing can run its close
             self.closed += 1
 
-    def _start_close(self, slot: _Shared) -> None:
+    def _start_close(self, slot: Shared) -> None:
         # In a task on the slot's own loop, tracked so that aclose() can wait for it: leaving
         # the manager leaks no task.
         task = slot.loop.create_task(self._close_slot(slot))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _close_slot(self, slot: _Shared) -> None:
+    async def _close_slot(self, slot: Shared) -> None:
         if slot.closed:
             return
         slot.closed = True
@@ -259,12 +298,12 @@ class SessionPool:
         self._closed = False
 
     async def aclose(self) -> None:
-        """Close the shared session and every retired one still open."""
+        """Close every shared session and every retired one still open: those of the running
+        loop here; those of other live loops on their own loop; those of closed loops dropped."""
         self._closed = True
-        slots = [*self._retired]
-        if self._current is not None:
-            slots.append(self._current)
-            self._current = None
+        slots = [*self._retired, *self._by_loop.values()]
+        self._by_loop.clear()
+        self._by_thread.clear()
         self._retired.clear()
         loop = asyncio.get_running_loop()
         for slot in slots:
@@ -273,32 +312,32 @@ class SessionPool:
             if slot.loop is loop:
                 await self._close_slot(slot)
             else:
-                slot.closed = True
-                self.closed += 1
+                self._schedule_close(slot)
         closing = [t for t in self._closing if t.get_loop() is loop]
         if closing:
             await shielded(asyncio.wait(closing))
 
     def statistics(self) -> dict[str, int | bool]:
-        cur = self._current
+        users = sum(slot.users for slot in self._by_loop.values())
         return {
             "shared": self.shared,
             "opened": self.opened,
             "closed": self.closed,
             "retired": self.retired,
             "open": self.opened - self.closed,
-            "users": cur.users if cur is not None else 0,
+            "users": users,
+            "loops": len(self._by_loop),
         }
 
 
 class SessionContext:
-    """Async context manager yielding a ready session (shared or fresh)."""
+    """Async context manager yielding a ready session (shared or fresh), layers applied."""
 
     __slots__ = ("_fresh", "_pool", "_slot")
 
     def __init__(self, pool: SessionPool) -> None:
         self._pool = pool
-        self._slot: _Shared | None = None
+        self._slot: Shared | None = None
         self._fresh: DriverSession | None = None
 
     async def __aenter__(self) -> DriverSession:
@@ -306,9 +345,9 @@ class SessionContext:
         if pool.shared:
             slot = pool.acquire_nowait() or await pool.acquire_shared()
             self._slot = slot
-            return slot.session
+            return slot.view
         self._fresh = await pool.open_fresh()
-        return self._fresh
+        return pool._view(self._fresh)
 
     async def __aexit__(
         self,

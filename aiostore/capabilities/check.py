@@ -43,6 +43,8 @@ class Rule:
     requires: Capability
     error: type[CapabilityError]
     args: tuple[ArgRule, ...] = ()
+    #: Passes while WRITE_ACCESS is revoked only for lack of space (``delete`` makes room).
+    when_full: bool = False
     #: ``int(requires)``, and everything the operation can need with any arguments: a store
     #: holding all of ``ceiling`` passes without looking at the arguments (the fast path).
     bits: int = field(init=False, repr=False, compare=False)
@@ -87,7 +89,7 @@ CHECKS: Final[Mapping[str, Rule]] = {
             ),
         ),
     ),
-    "delete": Rule(_C.WRITE_ACCESS, StoreDeleteNotSupported),
+    "delete": Rule(_C.WRITE_ACCESS, StoreDeleteNotSupported, when_full=True),
 }
 
 
@@ -121,7 +123,7 @@ def check(
     """
     rule = CHECKS[operation]
     current = snapshot.bits
-    if current & rule.ceiling == rule.ceiling:
+    if current & rule.ceiling == rule.ceiling or (rule.when_full and snapshot.full_only):
         return
     required = rule.bits
     need = rule.requires

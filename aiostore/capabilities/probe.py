@@ -1,10 +1,13 @@
-"""Health probing: verdicts, hysteresis, health reports and the scheduler that runs probes.
+"""Health probing, all in one place: hysteresis, health reports, one store's probe, the scheduler.
 
-A driver's ``probe()`` returns a verdict per capability it checks. :class:`HealthTracker` turns
-verdicts (and passive signals from failed operations) into the store's revoked set with
-hysteresis: revoke after ``failures_to_revoke`` consecutive failures, restore after
-``successes_to_restore`` consecutive successes, never above the configured layer.
-:class:`Prober` runs one supervised loop per store inside an anyio task group.
+A driver's ``probe()`` returns a :class:`Verdict` per capability it checks
+(:mod:`aiostore.capabilities.verdict`, which drivers import without this module).
+:class:`HealthTracker` turns verdicts (and passive signals from failed operations) into the
+store's revoked set with hysteresis: revoke after ``failures_to_revoke`` consecutive failures,
+restore after ``successes_to_restore`` consecutive successes, never above the configured layer.
+:class:`ProbeRunner` runs one store's probe: at most one in flight, bounded by ``timeout``, a
+probe that raises or hangs counted as a failure. :class:`Prober` is the scheduler: one
+supervised loop per store inside an anyio task group.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ import logging
 import math
 import random
 import time
+import typing
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from ..errors import BadStoreConfiguration
+from ..errors import BadStoreConfiguration, StoreError
 from .flags import Capability
 from .state import CapabilityChange, CapabilityState
 from .verdict import ProbeResult, Verdict
@@ -32,6 +37,7 @@ __all__ = [
     "HealthTracker",
     "ProbeConfig",
     "ProbeResult",
+    "ProbeRunner",
     "Prober",
     "Verdict",
 ]
@@ -124,6 +130,10 @@ class HealthReport:
     last_probe_duration: float | None
     last_error: str | None
     probing: bool
+    #: Capabilities an operator unset (``store.unset_capabilities``), name → reason.
+    unset: Mapping[str, str] = field(default_factory=dict)
+    #: WRITE_ACCESS is revoked only for lack of space: deletes still pass.
+    full_only: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -140,6 +150,8 @@ class HealthReport:
             "last_probe_duration": self.last_probe_duration,
             "last_error": self.last_error,
             "capabilities": {k: v.to_dict() for k, v in self.capabilities.items()},
+            "unset": dict(self.unset),
+            "full_only": self.full_only,
         }
 
     def __str__(self) -> str:
@@ -163,6 +175,8 @@ class _Counter:
     successes: int = 0
     reason: str = ""
     changed_at: float | None = None
+    #: The last failure was a lack of space (see :meth:`Verdict.full`).
+    full: bool = False
 
 
 @dataclass(slots=True)
@@ -216,20 +230,31 @@ class HealthTracker:
                 c.failures += 1
                 c.successes = 0
                 c.reason = verdict.reason or "probe failed"
+                if c.revoked and c.full != verdict.out_of_space:
+                    changed.append(f"{cap.name} still revoked: {c.reason}")
+                c.full = verdict.out_of_space
                 if not c.revoked and c.failures >= need_fail:
                     c.revoked = True
                     c.changed_at = time.time()
                     changed.append(f"{cap.name} revoked: {c.reason}")
         return self._publish(changed)
 
-    def passive(self, capability: Capability, reason: str) -> CapabilityChange | None:
-        """An operation proved the backend lost ``capability``: revoke it at once."""
+    def passive(
+        self, capability: Capability, reason: str, *, full: bool = False
+    ) -> CapabilityChange | None:
+        """An operation proved the backend lost ``capability``: revoke it at once (``full``:
+        for lack of space)."""
         c = self._counters.setdefault(capability, _Counter())
         c.failures = max(c.failures, self.config.failures_to_revoke)
         c.successes = 0
         c.reason = reason
+        was_full, c.full = c.full, full
         if c.revoked:
-            return None
+            return (
+                self._publish([f"{capability.name} still revoked: {reason}"])
+                if (was_full != full)
+                else None
+            )
         c.revoked = True
         c.changed_at = time.time()
         return self._publish([f"{capability.name} revoked: {reason}"])
@@ -249,7 +274,8 @@ class HealthTracker:
         if not changed:
             return None
         reason = "; ".join(changed)
-        change = self.state.set_revoked(self.revoked(), reason)
+        full = [cap for cap, c in self._counters.items() if c.revoked and c.full]
+        change = self.state.set_revoked(self.revoked(), reason, full)
         if change is not None:
             level = logging.WARNING if change.revoked else logging.INFO
             log.log(
@@ -273,6 +299,11 @@ class HealthTracker:
             for cap, c in self._counters.items()
             if c.revoked and self.state.derive([cap]) & missing != missing
         ]
+        reasons += [
+            f"{cap.name}: unset by operator" + (f": {why}" if why else "")
+            for cap, why in self.state.unset_reasons().items()
+            if self.state.derive([cap]) & missing != missing
+        ]
         return "; ".join(reasons)
 
     def report(self, probing: bool) -> HealthReport:
@@ -294,7 +325,89 @@ class HealthTracker:
             s.last_duration,
             s.last_error,
             probing,
+            {str(cap.name): why for cap, why in self.state.unset_reasons().items()},
+            snap.full_only,
         )
+
+
+class _Probing(typing.Protocol):
+    async def probe(self) -> ProbeResult: ...
+
+
+class ProbeRunner:
+    """One store's probe, folded into its health.
+
+    At most one probe of a store runs at a time: a caller that arrives while one is in flight
+    (``manager.probe()`` during a scheduled probe) waits for that one's verdicts instead of
+    starting a second, so drivers never see overlapping probes. A probe that raises or exceeds
+    ``timeout`` fails every capability it checks. ``failures_to_revoke`` whole-probe failures in
+    a row call ``refresh`` (the store retires its shared session: a stale connection pool after
+    the backend restarted may itself be the problem).
+    """
+
+    def __init__(
+        self,
+        store: str,
+        health: HealthTracker,
+        checks: tuple[Capability, ...],
+        session: Callable[[], AbstractAsyncContextManager[_Probing]],
+        refresh: Callable[[str], None],
+    ) -> None:
+        self.store = store
+        self.health = health
+        self._checks = checks
+        self._session = session
+        self._refresh = refresh
+        self._inflight: asyncio.Future[None] | None = None
+        self._errors = 0
+        #: Called after each probe with (duration, error, verdicts) — the instrumentation hook.
+        self.observer: Callable[[float, str | None, ProbeResult], None] | None = None
+
+    async def run(self, immediate: bool = False) -> None:
+        """Probe once (or join the probe in flight) and fold the verdicts in."""
+        loop = asyncio.get_running_loop()
+        inflight = self._inflight
+        if inflight is not None and not inflight.done() and inflight.get_loop() is loop:
+            await asyncio.shield(inflight)
+            return
+        done: asyncio.Future[None] = loop.create_future()
+        self._inflight = done
+        try:
+            await self._probe(immediate)
+        finally:
+            self._inflight = None
+            done.set_result(None)
+
+    async def _probe(self, immediate: bool) -> None:
+        cfg = self.health.config
+        configured = self.health.state.snapshot.configured
+        started = time.monotonic()
+        error: str | None = None
+        verdicts: ProbeResult
+        try:
+            # asyncio.timeout, not anyio.fail_after: every store runs this every interval, and an
+            # anyio cancel scope costs several times more CPU on asyncio.
+            async with asyncio.timeout(cfg.timeout), self._session() as session:
+                verdicts = await session.probe()
+        except TimeoutError:
+            error = f"probe timed out after {cfg.timeout:g}s"
+        except Exception as exc:
+            if isinstance(exc, StoreError):
+                exc.with_context(store=self.store)
+            error = f"probe raised {type(exc).__name__}: {exc}"
+            # DEBUG: the reason reaches the health report and, when it changes capabilities, the
+            # one WARNING/INFO record of that change; a failing backend must not log every
+            # interval.
+            log.debug("store %r: %s", self.store, error, exc_info=exc)
+        if error is not None:
+            verdicts = {c: Verdict.fail(error) for c in self._checks if int(c) & int(configured)}
+        duration = time.monotonic() - started
+        self.health.apply(verdicts, duration=duration, error=error, immediate=immediate)
+        if self.observer is not None:
+            self.observer(duration, error, verdicts)
+        self._errors = self._errors + 1 if error is not None else 0
+        if self._errors == cfg.failures_to_revoke:
+            self._refresh(f"{self._errors} probes in a row failed: {error}")
 
 
 @dataclass(slots=True)

@@ -25,6 +25,12 @@ class CapabilitySnapshot:
     configured: Capability
     current: Capability
     version: int = 0
+    #: What an operator turned off (``store.unset_capabilities``), whatever probing says.
+    unset: Capability = Capability.NONE
+    #: The operator's reason for :attr:`unset`.
+    unset_reason: str = ""
+    #: WRITE_ACCESS is revoked only for lack of space: ``delete`` still passes (it makes room).
+    full_only: bool = False
     #: ``int(current)``: the check routine's fast path tests plain ints (IntFlag ``&`` is slow).
     bits: int = field(init=False, repr=False, compare=False)
 
@@ -160,6 +166,15 @@ class ChangeHub:
         return len(self._subs)
 
 
+def _members(caps: Capability) -> list[Capability]:
+    """``caps`` split into its read part, write part and DRIVER_REUSABLE, each revoked the
+    contract's way (RW_RANDOM → READ_RANDOM and WRITE_RANDOM: both bases kept; RW_ACCESS →
+    READ_ACCESS and WRITE_ACCESS: both gone)."""
+    value = int(caps)
+    parts = (value & 0b111, value & 0b111000, value & 0b1000000)
+    return [Capability(p) for p in parts if p]
+
+
 class CapabilityState:
     """The layers of one store. ``current`` is derived: configured minus what health revoked.
 
@@ -180,6 +195,9 @@ class CapabilityState:
         self.snapshot = CapabilitySnapshot(native, configured, configured, 0)
         self.hub = ChangeHub()
         self._hubs: tuple[ChangeHub, ...] = (self.hub, *hubs)
+        self._revoked: tuple[Capability, ...] = ()
+        self._full: frozenset[Capability] = frozenset()
+        self._unset: dict[Capability, str] = {}
 
     @property
     def current(self) -> Capability:
@@ -192,17 +210,74 @@ class CapabilityState:
             current = current.revoke(cap)
         return current
 
-    def set_revoked(self, revoked: Iterable[Capability], reason: str) -> CapabilityChange | None:
-        """Recompute ``current`` from the revoked set; publish and return the change, if any."""
+    def set_revoked(
+        self,
+        revoked: Iterable[Capability],
+        reason: str,
+        full: Iterable[Capability] = (),
+    ) -> CapabilityChange | None:
+        """Recompute ``current`` from the set health revoked (``full``: those of them revoked
+        for lack of space only); publish and return the change, if any."""
+        self._revoked = tuple(revoked)
+        self._full = frozenset(full)
+        return self._update(reason)
+
+    def unset(self, capabilities: Capability, reason: str) -> CapabilityChange | None:
+        """An operator turns ``capabilities`` off until :meth:`set` (probing never restores)."""
+        for cap in _members(capabilities):
+            self._unset[cap] = reason
+        return self._update(f"unset by operator: {reason}" if reason else "unset by operator")
+
+    def set(self, capabilities: Capability) -> CapabilityChange | None:
+        """Lift the operator's unset of ``capabilities`` (never above configured, and what
+        health revoked stays revoked until probing restores it)."""
+        lifted = [cap for cap in self._unset if int(cap) & int(capabilities)]
+        for cap in lifted:
+            del self._unset[cap]
+        return self._update("set by operator")
+
+    def _update(self, reason: str) -> CapabilityChange | None:
         old = self.snapshot
-        new_current = self.derive(revoked)
+        configured = old.configured
+        new_current = self.derive((*self._revoked, *self._unset))
+        unset = Capability.NONE
+        for cap in self._unset:
+            unset |= Capability(int(configured) & ~int(configured.revoke(cap)))
+        write_takers = [
+            cap for cap in self._revoked if Capability.WRITE_ACCESS not in configured.revoke(cap)
+        ]
+        full_only = (
+            bool(write_takers)
+            and all(cap in self._full for cap in write_takers)
+            and Capability.WRITE_ACCESS not in unset
+        )
+        unset_reason = "; ".join(dict.fromkeys(r for r in self._unset.values() if r))
+        if (
+            new_current == old.current
+            and unset == old.unset
+            and full_only == old.full_only
+            and unset_reason == old.unset_reason
+        ):
+            return None
+        self.snapshot = CapabilitySnapshot(
+            old.native,
+            configured,
+            new_current,
+            old.version + 1,
+            unset,
+            unset_reason,
+            full_only,
+        )
         if new_current == old.current:
             return None
-        self.snapshot = CapabilitySnapshot(old.native, old.configured, new_current, old.version + 1)
         change = CapabilityChange(self.store, old.current, new_current, reason)
         for hub in self._hubs:
             hub.publish(change)
         return change
+
+    def unset_reasons(self) -> dict[Capability, str]:
+        """The operator's unset capabilities and their reasons."""
+        return dict(self._unset)
 
     def changes(self, maxlen: int = DEFAULT_BUFFER) -> Subscription:
         """Subscribe to this store's changes."""

@@ -321,7 +321,8 @@ async def test_manager_cannot_be_entered_twice_at_once() -> None:
 
 def test_shared_session_of_a_finished_loop_is_not_reused() -> None:
     """A manager used without ``async with`` in two asyncio.run() calls: each loop gets its own
-    shared session; the one bound to the closed loop is retired, never handed out again."""
+    shared session; the one bound to the closed loop is dropped (not retired: a loop ending is
+    not a fault), never handed out again."""
     manager = _manager()
     driver = _driver(manager)
     driver.objects["k"] = b"v"
@@ -336,7 +337,8 @@ def test_shared_session_of_a_finished_loop_is_not_reused() -> None:
     second = asyncio.run(use())
     assert first is not second
     assert driver.calls["open_session"] == 2
-    assert store.statistics()["sessions"]["retired"] == 1
+    stats = store.statistics()["sessions"]
+    assert stats["retired"] == 0 and stats["loops"] == 1
     assert C.DRIVER_REUSABLE in store.capabilities
 
 
@@ -356,14 +358,13 @@ async def test_a_loop_in_another_thread_gets_its_own_session() -> None:
         theirs = await asyncio.to_thread(asyncio.run, elsewhere())
         assert theirs is not mine
         assert isinstance(mine, FakeSession) and isinstance(theirs, FakeSession)
-        for _ in range(100):  # the close was handed over to this loop: let it run
-            if mine.close_count:
-                break
-            await asyncio.sleep(0.001)
-        assert mine.close_count == 1, "retired and closed on its own loop"
+        # Another loop is not a fault: this loop's session stays in use, nothing is retired.
+        assert mine.close_count == 0
         async with manager.session("s") as again:
-            assert again is not mine and again is not theirs
-        assert driver.calls["open_session"] == 3
+            assert again is mine
+        assert driver.calls["open_session"] == 2
+        assert manager["s"].statistics()["sessions"]["retired"] == 0
+        assert C.DRIVER_REUSABLE in manager["s"].capabilities
 
 
 async def test_failing_probes_retire_the_shared_session() -> None:
