@@ -41,6 +41,15 @@ OVERRIDE_KEYS = frozenset({"unset", "unset_reason"})
 #: The ``[server]`` table is read by ``aiostore serve`` (not by the manager) from the same file.
 SERVER_TABLE = "server"
 
+#: What a page would say to point outside the repository: the folder next to it, a machine's
+#: path, or the upper-case notes kept there (the repository's own pages are lower-case).
+OUTSIDE_REFERENCES = (
+    re.compile(r"\.\./shared", re.IGNORECASE),
+    re.compile(r"shared\s+folder", re.IGNORECASE),
+    re.compile(r"/work/"),
+    re.compile(r"\b(?:CONTRACT|STYLE|FAULTS|PERFORMANCE)\.md\b"),
+)
+
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*$")
 _ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|")
 _FENCE = re.compile(r"^```(\w*)\s*$")
@@ -298,10 +307,12 @@ def _project_docs() -> list[Path]:
 def test_docs_stand_alone(path: Path) -> None:
     """No page points at files outside the repository."""
     text = path.read_text(encoding="utf-8")
-    for pattern in (r"\.\./shared", r"shared\s+folder", r"/work/"):
-        for m in re.finditer(pattern, text, re.IGNORECASE):
-            line = text.count("\n", 0, m.start()) + 1
-            pytest.fail(f"{path.relative_to(ROOT)}:{line} refers to a file outside the repository")
+    found = [
+        f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)!r}"
+        for pattern in OUTSIDE_REFERENCES
+        for m in pattern.finditer(text)
+    ]
+    assert not found, "refers to files outside the repository:\n  " + "\n  ".join(found)
 
 
 def test_readme_links_the_reference_pages() -> None:
