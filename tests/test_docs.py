@@ -178,7 +178,7 @@ def expected_defaults(field: dataclasses.Field[Any]) -> tuple[str, ...]:
         return ()  # a computed default: the cell only has to say something
     value = field.default
     if value is None:
-        return ("unset",)
+        return ("not set",)
     if isinstance(value, bool):
         return (f"`{str(value).lower()}`",)
     if isinstance(value, int):
