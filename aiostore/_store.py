@@ -48,7 +48,6 @@ from .capabilities.state import (
 from .capabilities.verdict import ProbeResult
 from .drivers.base import Driver, DriverSession
 from .errors import (
-    BackendUnavailable,
     CapabilityError,
     InvalidMetadata,
     InvalidRange,
@@ -359,16 +358,11 @@ class Store:
     def _failed(self, exc: BaseException, key: str | None, operation: str) -> BaseException:
         """Step 4: translate a stray low-level error, fill in context, react to passive signals."""
         if not isinstance(exc, StoreError):
-            if not isinstance(exc, Exception):
-                return exc  # cancellation, KeyboardInterrupt: as they are
-            err = os_error_map.translate(exc, key=key, operation=operation)
-            if not isinstance(err, StoreError):
-                # A driver let an unexpected error escape: still a typed error (chained).
-                err = BackendUnavailable(
-                    f"{operation} failed: {type(exc).__name__}: {exc}", key=key
-                )
-                err.__cause__ = exc
-            exc = err
+            # A stray OSError still becomes the contract's error; anything else (the caller's
+            # own input raising, cancellation) passes through as it is.
+            exc = os_error_map.translate(exc, key=key, operation=operation)
+            if not isinstance(exc, StoreError):
+                return exc
         exc.with_context(store=self.name, key=key)
         if exc.revokes:
             full = isinstance(exc, StorageFull)
