@@ -16,11 +16,11 @@ a capability dashboard.
 
 from __future__ import annotations
 
-from ._app import STORES as STORES
 from ._app import ManagerOrConfig as ManagerOrConfig
 from ._app import create_app as create_app
 from ._app import setup as setup
 from ._errors import status_for as status_for
+from ._keys import STORES as STORES
 from ._routes import META_HEADER as META_HEADER
 from ._routes import object_routes as object_routes
 from ._server_options import ServerOptions as ServerOptions

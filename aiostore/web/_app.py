@@ -4,51 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
 from .._manager import StoreManager
-from ..capabilities.state import Subscription
+from ._events import EventStreams
+from ._keys import EVENT_STREAMS, STORES
+from ._middleware import error_middleware
+from ._routes import object_routes
+from ._server_options import load_config
 
-__all__ = ["STORES", "EventStreams", "ManagerOrConfig", "create_app", "setup"]
-
-#: The application's :class:`~aiostore.StoreManager` (``app[aiostore.web.STORES]``).
-STORES: Final = web.AppKey("aiostore.stores", StoreManager)
+__all__ = ["ManagerOrConfig", "as_manager", "create_app", "setup"]
 
 ManagerOrConfig = StoreManager | Mapping[str, Any] | str | os.PathLike[str]
-
-
-class EventStreams:
-    """The open ``/events`` subscriptions of one app, closed when the app shuts down.
-
-    aiohttp waits for running handlers before it runs the cleanup contexts, so endless
-    Server-Sent-Event handlers must be told to finish in ``on_shutdown``: closing their
-    subscription ends their loop.
-    """
-
-    def __init__(self) -> None:
-        self._subs: set[Subscription] = set()
-        self.closed = False
-
-    def add(self, sub: Subscription) -> None:
-        if self.closed:
-            sub.close()
-        self._subs.add(sub)
-
-    def discard(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
-
-    def __len__(self) -> int:
-        return len(self._subs)
-
-    async def close_all(self, app: web.Application | None = None) -> None:
-        self.closed = True
-        for sub in list(self._subs):
-            sub.close()
-
-
-EVENT_STREAMS: Final = web.AppKey("aiostore.event_streams", EventStreams)
 
 
 def as_manager(manager_or_config: ManagerOrConfig) -> StoreManager:
@@ -56,7 +25,9 @@ def as_manager(manager_or_config: ManagerOrConfig) -> StoreManager:
     if isinstance(manager_or_config, StoreManager):
         return manager_or_config
     if isinstance(manager_or_config, str | os.PathLike):
-        return StoreManager.from_file(manager_or_config)
+        # A [server] table is the command line's business: validated, not the manager's.
+        config, _server = load_config(manager_or_config)
+        return StoreManager(config)
     return StoreManager(manager_or_config)
 
 
@@ -65,7 +36,9 @@ def setup(app: web.Application, manager_or_config: ManagerOrConfig) -> StoreMana
 
     The manager is entered in a cleanup context: the start-up probe and the probe loops start with
     the app, and every probe task, session and file is closed on shutdown (after running requests
-    finished; open ``/events`` streams are ended first). It is reachable as
+    finished; open ``/events`` streams are ended first). It also installs the middleware that
+    answers every error of the app as JSON (store errors by the status table, aiohttp's own
+    404 and 405 included). The manager is reachable as
     ``app[aiostore.web.STORES]`` and, in handlers, ``request.config_dict[aiostore.web.STORES]``
     (which also works in sub-applications).
 
@@ -84,6 +57,7 @@ def setup(app: web.Application, manager_or_config: ManagerOrConfig) -> StoreMana
     streams = EventStreams()
     app[STORES] = manager
     app[EVENT_STREAMS] = streams
+    app.middlewares.append(error_middleware)
 
     async def run_manager(app: web.Application) -> AsyncIterator[None]:
         async with manager:
@@ -109,8 +83,6 @@ def create_app(
         heartbeat: seconds between ``: ping`` comments on ``/events``.
         app_kwargs: passed to :class:`aiohttp.web.Application`.
     """
-    from ._routes import object_routes
-
     app = web.Application(**app_kwargs)
     setup(app, manager_or_config)
     app.add_routes(object_routes(dashboard=dashboard, heartbeat=heartbeat))

@@ -32,7 +32,20 @@ from ..errors import (
     UnknownStore,
 )
 
-__all__ = ["allowed_methods", "error_response", "json_response", "status_for"]
+__all__ = [
+    "BadArgument",
+    "allowed_methods",
+    "bad_request",
+    "error_response",
+    "http_error_response",
+    "json_response",
+    "status_for",
+]
+
+
+class BadArgument(Exception):
+    """A request problem the store never sees (a bad query argument): answered 400."""
+
 
 # First match wins, so subclasses come before their bases. CapabilityError is decided apart
 # (transient or not, writes or ranges).
@@ -126,3 +139,24 @@ def error_response(exc: StoreError, store: Store | None = None) -> web.Response:
 def bad_request(message: str, error: str = "BadRequest") -> web.Response:
     """A 400 for request problems the store never sees (bad query arguments)."""
     return json_response({"error": error, "message": message}, status=400)
+
+
+def http_error_response(exc: web.HTTPException, request: web.Request) -> web.Response:
+    """aiohttp's own error (the router's 404 and 405, a handler's ``raise web.HTTPxxx``) as the
+    JSON every other error is, keeping its status and headers (``Allow`` of a 405)."""
+    name = type(exc).__name__.removeprefix("HTTP") or "HTTPError"
+    text = exc.text or ""
+    if text == f"{exc.status}: {exc.reason}":  # aiohttp's default body says nothing more
+        if exc.status == 404:
+            text = f"no such resource: {request.method} {request.path}"
+        elif exc.status == 405:
+            allowed = exc.headers.get("Allow", "")
+            text = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
+        else:
+            text = exc.reason
+    headers = {
+        k: v
+        for k, v in exc.headers.items()
+        if k.lower() not in ("content-type", "content-length", "content-encoding")
+    }
+    return json_response({"error": name, "message": text}, status=exc.status, headers=headers)

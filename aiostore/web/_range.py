@@ -15,7 +15,14 @@ from __future__ import annotations
 import email.utils
 from dataclasses import dataclass
 
-__all__ = ["ByteRange", "Unsatisfiable", "if_range_matches", "parse_range"]
+__all__ = [
+    "ByteRange",
+    "RangeSpec",
+    "Unsatisfiable",
+    "if_range_matches",
+    "parse_range",
+    "parse_spec",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +58,34 @@ def _digits(text: str) -> int | None:
         return None
 
 
-def parse_range(header: str, size: int) -> ByteRange | None:
-    """The one byte range ``header`` selects in an object of ``size`` bytes.
+@dataclass(frozen=True, slots=True)
+class RangeSpec:
+    """A syntactically valid single range, before the object's size is known.
 
-    Returns None when the header is to be ignored (malformed, another unit, several ranges);
-    raises :class:`Unsatisfiable` when it is valid but selects nothing.
+    ``first`` None means a suffix range: the last ``last`` bytes. Otherwise bytes ``first``
+    to ``last`` inclusive (``last`` None: to the end).
     """
+
+    first: int | None
+    last: int | None
+
+    def resolve(self, size: int) -> ByteRange:
+        """The bytes this selects in an object of ``size`` bytes; :class:`Unsatisfiable` when
+        none."""
+        if self.first is None:
+            suffix = self.last or 0
+            if suffix == 0 or size == 0:
+                raise Unsatisfiable
+            return ByteRange(max(0, size - suffix), size - 1)
+        if self.first >= size:
+            raise Unsatisfiable
+        end = size - 1 if self.last is None else min(self.last, size - 1)
+        return ByteRange(self.first, end)
+
+
+def parse_spec(header: str) -> RangeSpec | None:
+    """The one range of a ``Range`` header, or None when it is to be ignored (malformed,
+    another unit, several ranges)."""
     unit, sep, spec = header.partition("=")
     if not sep or unit.strip().lower() != "bytes":
         return None
@@ -68,13 +97,8 @@ def parse_range(header: str, size: int) -> ByteRange | None:
         return None
     first_text, last_text = first_text.strip(), last_text.strip()
     if not first_text:
-        # Suffix range: the last n bytes.
         suffix = _digits(last_text)
-        if suffix is None:
-            return None
-        if suffix == 0 or size == 0:
-            raise Unsatisfiable
-        return ByteRange(max(0, size - suffix), size - 1)
+        return None if suffix is None else RangeSpec(None, suffix)
     first = _digits(first_text)
     if first is None:
         return None
@@ -83,10 +107,17 @@ def parse_range(header: str, size: int) -> ByteRange | None:
         last = _digits(last_text)
         if last is None or last < first:
             return None
-    if first >= size:
-        raise Unsatisfiable
-    end = size - 1 if last is None else min(last, size - 1)
-    return ByteRange(first, end)
+    return RangeSpec(first, last)
+
+
+def parse_range(header: str, size: int) -> ByteRange | None:
+    """The one byte range ``header`` selects in an object of ``size`` bytes.
+
+    Returns None when the header is to be ignored (malformed, another unit, several ranges);
+    raises :class:`Unsatisfiable` when it is valid but selects nothing.
+    """
+    spec = parse_spec(header)
+    return None if spec is None else spec.resolve(size)
 
 
 def if_range_matches(value: str, etag: str | None, last_modified: float | None) -> bool:
