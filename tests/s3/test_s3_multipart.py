@@ -19,8 +19,8 @@ from aiostore import (
     StoreError,
     StoreManager,
 )
-from aiostore.drivers import s3 as s3_driver
-from aiostore.drivers.s3 import S3Session, _PartBuffer
+from aiostore.drivers.s3 import S3Session, _options
+from aiostore.drivers.s3._multipart import PartBuffer
 
 from .conftest import PART, ConfigFactory, all_objects, uploads
 
@@ -287,7 +287,7 @@ async def test_part_size_grows_to_fit_the_part_limit(
 ) -> None:
     """With a known size, parts grow so the object fits in S3's part limit; with an unknown
     size, running out of parts fails cleanly (StorageFull that revokes nothing)."""
-    monkeypatch.setattr(s3_driver, "MAX_PARTS", 3)
+    monkeypatch.setattr(_options, "MAX_PARTS", 3)
     client = await client_of(manager)
     sizes: list[int] = []
 
@@ -308,7 +308,7 @@ async def test_part_size_grows_to_fit_the_part_limit(
 def test_part_buffer_cuts_exact_parts_and_copies_whole_chunks_not() -> None:
     """Parts are exactly ``size`` bytes whatever the chunking; a chunk that is exactly one part
     is handed on without a copy."""
-    buf = _PartBuffer(10)
+    buf = PartBuffer(10)
     data = bytes(range(256)) * 2
     parts: list[bytes] = []
     start = 0

@@ -127,7 +127,7 @@ async def test_secrets_never_show(
         async with manager.session("s3") as session:
             assert isinstance(session, S3Session)
             session_repr = repr(session)
-            mapped = session._error(
+            mapped = session.fail(
                 _client_error("SignatureDoesNotMatch", 403, f"bad signature for {SECRET}"),
                 "PutObject",
                 key="k",
@@ -244,11 +244,9 @@ def test_error_translation(
 ) -> None:
     """Each vendor failure becomes the contract's error, with the passive signal it proves."""
     driver = S3Driver("s", S3Options(bucket="b"))
-    session = S3Session(driver, None, None, asyncio.new_event_loop())  # type: ignore[arg-type]
-    try:
-        err = session._error(exc, "Op", key="k", write=write)
-    finally:
-        session._loop.close()
+    err = driver.errors(write).translate(exc, key="k", operation="Op")
+    assert err.__cause__ is exc
+    assert isinstance(err, StoreError)
     assert type(err) is kind, err
     assert err.revokes == revokes
     assert err.key == "k"

@@ -1,0 +1,182 @@
+"""Issue 15, defect 1: a streaming multipart put cancelled in any way — two or three native
+``task.cancel()`` calls, a timeout, a timeout and a cancel, a task group — leaves no multipart
+upload and no object behind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from aiostore import Store
+
+from .conftest import all_objects, uploads
+
+MiB = 1 << 20
+#: 40 MiB in 1 MiB chunks (eight 5 MiB parts); the put is cancelled after about 12 MiB, while
+#: parts are in flight.
+TOTAL = 40 * MiB
+CANCEL_AFTER = 12
+
+
+class Slow:
+    """A slow 40 MiB source; ``reached`` is set once ``CANCEL_AFTER`` chunks were taken."""
+
+    def __init__(self) -> None:
+        self.reached = asyncio.Event()
+
+    async def __call__(self) -> AsyncIterator[bytes]:
+        for n in range(TOTAL // MiB):
+            yield bytes(MiB)
+            if n + 1 == CANCEL_AFTER:
+                self.reached.set()
+            await asyncio.sleep(0.01)
+
+
+async def cancel_twice(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.sleep(0)
+    task.cancel()
+
+
+async def cancel_twice_later(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.sleep(0.05)
+    task.cancel()
+
+
+async def cancel_three_times(task: asyncio.Task[Any]) -> None:
+    for _ in range(3):
+        task.cancel()
+        await asyncio.sleep(0)
+
+
+async def cancel_once(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+
+
+PATTERNS: dict[str, Callable[[asyncio.Task[Any]], Awaitable[None]]] = {
+    "once": cancel_once,
+    "twice": cancel_twice,
+    "twice-50ms-apart": cancel_twice_later,
+    "three-times": cancel_three_times,
+}
+
+
+async def settle(admin: Any, bucket: str) -> None:
+    """Let anything the put left running finish (nothing may happen later)."""
+    await asyncio.sleep(0.3)
+    assert uploads(admin, bucket) == []
+    assert all_objects(admin, bucket) == []
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+async def test_native_cancels_leave_no_upload(
+    store: Store, admin: Any, bucket: str, pattern: str
+) -> None:
+    """``task.cancel()`` once, twice (at once or 50 ms apart) or three times, while parts are
+    in flight: no upload and no object is left, and the task ends cancelled."""
+    for _ in range(2):
+        source = Slow()
+        task = asyncio.create_task(store.put("k", source(), overwrite=True))
+        await asyncio.wait_for(source.reached.wait(), 30)
+        await PATTERNS[pattern](task)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        await settle(admin, bucket)
+
+
+async def test_timeout_then_cancel_leaves_no_upload(
+    store: Store, admin: Any, bucket: str
+) -> None:
+    """``asyncio.timeout`` expires mid-upload, and the task is cancelled again while it cleans
+    up: no upload left."""
+    source = Slow()
+
+    async def put() -> None:
+        async with asyncio.timeout(None) as deadline:
+            waiter = asyncio.ensure_future(source.reached.wait())
+            waiter.add_done_callback(
+                lambda _: deadline.reschedule(asyncio.get_running_loop().time())
+            )
+            await store.put("k", source(), overwrite=True)
+
+    task = asyncio.create_task(put())
+    await asyncio.wait_for(source.reached.wait(), 30)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises((asyncio.CancelledError, TimeoutError)):
+        await asyncio.wait_for(task, 30)
+    await settle(admin, bucket)
+
+
+async def test_timeout_leaves_no_upload(store: Store, admin: Any, bucket: str) -> None:
+    """A plain ``asyncio.timeout`` around the put."""
+    source = Slow()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(None) as deadline:
+            waiter = asyncio.ensure_future(source.reached.wait())
+            waiter.add_done_callback(
+                lambda _: deadline.reschedule(asyncio.get_running_loop().time())
+            )
+            await store.put("k", source(), overwrite=True)
+    await settle(admin, bucket)
+
+
+async def test_task_group_cancellation_leaves_no_upload(
+    store: Store, admin: Any, bucket: str
+) -> None:
+    """A sibling fails in an ``asyncio.TaskGroup`` (which cancels the put), then the group's
+    parent is cancelled too while the put cleans up."""
+    source = Slow()
+
+    class Boom(Exception):
+        pass
+
+    async def sibling() -> None:
+        await source.reached.wait()
+        raise Boom
+
+    async def group() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(store.put("k", source(), overwrite=True))
+            tg.create_task(sibling())
+
+    task = asyncio.create_task(group())
+    await asyncio.wait_for(source.reached.wait(), 30)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises((asyncio.CancelledError, BaseExceptionGroup)):
+        await asyncio.wait_for(task, 30)
+    await settle(admin, bucket)
+
+
+async def test_anyio_scope_cancellation_leaves_no_upload(
+    store: Store, admin: Any, bucket: str
+) -> None:
+    """An anyio task group cancelled by its scope while the put streams, then a native cancel
+    of the enclosing task."""
+    source = Slow()
+
+    async def group() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def put() -> None:
+                await store.put("k", source(), overwrite=True)
+
+            tg.start_soon(put)
+            await source.reached.wait()
+            tg.cancel_scope.cancel()
+
+    task = asyncio.create_task(group())
+    await asyncio.wait_for(source.reached.wait(), 30)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)
+    await settle(admin, bucket)
