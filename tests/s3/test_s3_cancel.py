@@ -89,9 +89,7 @@ async def test_native_cancels_leave_no_upload(
         await settle(admin, bucket)
 
 
-async def test_timeout_then_cancel_leaves_no_upload(
-    store: Store, admin: Any, bucket: str
-) -> None:
+async def test_timeout_then_cancel_leaves_no_upload(store: Store, admin: Any, bucket: str) -> None:
     """``asyncio.timeout`` expires mid-upload, and the task is cancelled again while it cleans
     up: no upload left."""
     source = Slow()

@@ -36,7 +36,7 @@ def _require_vendor(store: str) -> None:
             importlib.import_module(name)
         except ImportError as exc:
             raise BadStoreConfiguration(
-                f"the s3 driver needs aiobotocore ({exc.name or name} is not installed):"
+                f"the s3 driver needs aiobotocore ({(exc.name or name).split('.')[0]} is not installed):"
                 " pip install 'aiostore[s3]'",
                 store=store,
                 option="driver",
