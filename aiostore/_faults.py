@@ -27,6 +27,8 @@ from .errors import StoreError, StoreRandomGetNotSupported
 __all__ = ["FaultPlan", "FaultySession"]
 
 _WRITES = frozenset({"put", "write", "delete"})
+#: A full disk still lets deletes through (that is how room is made).
+_SPACE = frozenset({_errno.ENOSPC, _errno.EDQUOT, _errno.EFBIG})
 
 
 @dataclass(slots=True)
@@ -104,7 +106,9 @@ class FaultPlan:
             if self.read_only:
                 err = OSError(_errno.EROFS, "Read-only file system (injected fault)")
                 raise map_os_error(err, key=key, write=True) from err
-            if self.write_errno is not None:
+            if self.write_errno is not None and not (
+                operation == "delete" and self.write_errno in _SPACE
+            ):
                 err = OSError(
                     self.write_errno,
                     f"{_errno.errorcode.get(self.write_errno, '?')} (injected fault)",
@@ -137,7 +141,9 @@ class FaultPlan:
             out[Capability.WRITE_ACCESS] = Verdict.fail("read-only (injected fault)")
         elif self.write_errno is not None and Capability.WRITE_ACCESS in configured:
             name = _errno.errorcode.get(self.write_errno, str(self.write_errno))
-            out[Capability.WRITE_ACCESS] = Verdict.fail(f"writes fail with {name} (injected fault)")
+            why = f"writes fail with {name} (injected fault)"
+            full = self.write_errno in _SPACE
+            out[Capability.WRITE_ACCESS] = Verdict.full(why) if full else Verdict.fail(why)
         if self.drop_random and Capability.READ_RANDOM in configured:
             out[Capability.READ_RANDOM] = Verdict.fail("server ignores Range (injected fault)")
         return out

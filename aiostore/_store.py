@@ -132,6 +132,17 @@ def _check_range(offset: Any, length: Any, store: str, key: str) -> None:
         )
 
 
+def _moved(method: str, result: Any, args: tuple[Any, ...]) -> int:
+    """Bytes of object data an operation moved (for instrumentation)."""
+    if method == "read":
+        return len(result)
+    if method == "write":
+        return int(result)
+    if method == "put":
+        return int(args[1].bytes_read)
+    return 0
+
+
 class Store:
     """One configured store. Get it from a :class:`~aiostore.StoreManager` (``manager[name]``).
 
@@ -352,7 +363,7 @@ class Store:
                 self._observe(operation, started, err, 0)
             raise err
         if started:
-            self._observe(operation, started, None, len(result) if method == "read" else 0)
+            self._observe(operation, started, None, _moved(method, result, args))
         return result
 
     def _failed(self, exc: BaseException, key: str | None, operation: str) -> BaseException:

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import anyio.to_thread
 
-from ._cancel import run_sync
+from ._cancel import run_blocking
 from .errors import SizeMismatch, UnknownHashingAlgo
 
 __all__ = ["PutStream", "make_hasher", "rechunk"]
@@ -103,7 +103,9 @@ def _source(data: Any, chunk_size: int) -> tuple[AsyncIterator[bytes], bool, Cal
                 if in_memory:
                     chunk = read(chunk_size)
                 else:
-                    chunk = await run_sync(read, chunk_size)
+                    # A read may block for good (a FIFO, a stalled mount): the caller's
+                    # cancellation must not wait for it.
+                    chunk = await run_blocking(read, chunk_size)
                 if inspect.isawaitable(chunk):  # an async read() that is not a coroutine fn
                     chunk = await chunk
                 if not chunk:

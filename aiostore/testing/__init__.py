@@ -1,7 +1,7 @@
 """Test tooling for aiostore users and driver authors; also a pytest plugin.
 
-Installing aiostore registers this module as a pytest plugin (entry point ``pytest11``), so the
-fixtures below are available in any test suite without a ``conftest.py``:
+Installing aiostore registers ``aiostore.testing._plugin`` as a pytest plugin (entry point
+``pytest11``), so the fixtures below are available in any test suite without a ``conftest.py``:
 
 - ``store_manager`` — a running :class:`~aiostore.StoreManager` with a memory store
   ``"memory"`` and a file store ``"file"`` under ``tmp_path``, probing every 0.05 s
@@ -23,30 +23,14 @@ Async fixtures need pytest-asyncio and run on the requesting test's event loop, 
 
 from __future__ import annotations
 
-import pytest
+from typing import Any as _Any
 
-# Before anything imports it: plain asserts in the suite report like the user's own.
-pytest.register_assert_rewrite("aiostore.testing.conformance")
-
-from ._faults import FaultHandle as FaultHandle  # noqa: E402
-from ._faults import FaultInjector as FaultInjector  # noqa: E402
-from ._plugin import async_fixture as async_fixture  # noqa: E402
-from ._plugin import faults as faults  # noqa: E402
-from ._plugin import file_store as file_store  # noqa: E402
-from ._plugin import http_server_store as http_server_store  # noqa: E402
-from ._plugin import memory_store as memory_store  # noqa: E402
-from ._plugin import pytest_configure as pytest_configure  # noqa: E402
-from ._plugin import pytest_fixture_setup as pytest_fixture_setup  # noqa: E402
-from ._plugin import pytest_pycollect_makeitem as pytest_pycollect_makeitem  # noqa: E402
-from ._plugin import pytest_runtest_setup as pytest_runtest_setup  # noqa: E402
-from ._plugin import s3_server as s3_server  # noqa: E402
-from ._plugin import s3_store as s3_store  # noqa: E402
-from ._plugin import store_manager as store_manager  # noqa: E402
-from ._plugin import store_manager_config as store_manager_config  # noqa: E402
-from ._servers import HTTPServerStore as HTTPServerStore  # noqa: E402
-from ._servers import S3Server as S3Server  # noqa: E402
-from ._wait import CapabilityWaitTimeout as CapabilityWaitTimeout  # noqa: E402
-from ._wait import wait_for_capability as wait_for_capability  # noqa: E402
+from ._faults import FaultHandle as FaultHandle
+from ._faults import FaultInjector as FaultInjector
+from ._servers import HTTPServerStore as HTTPServerStore
+from ._servers import S3Server as S3Server
+from ._wait import CapabilityWaitTimeout as CapabilityWaitTimeout
+from ._wait import wait_for_capability as wait_for_capability
 
 __all__ = [
     "CapabilityWaitTimeout",
@@ -57,3 +41,27 @@ __all__ = [
     "async_fixture",
     "wait_for_capability",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    # The plugin's fixtures and ``async_fixture`` need pytest: imported only when asked for, so
+    # the fault injector and the waiters work in programs without pytest.
+    if name == "async_fixture" or name in _PLUGIN_NAMES:
+        from . import _plugin
+
+        return getattr(_plugin, name)
+    raise AttributeError(f"module 'aiostore.testing' has no attribute {name!r}")
+
+
+_PLUGIN_NAMES = frozenset(
+    {
+        "faults",
+        "file_store",
+        "http_server_store",
+        "memory_store",
+        "s3_server",
+        "s3_store",
+        "store_manager",
+        "store_manager_config",
+    }
+)

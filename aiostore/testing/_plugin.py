@@ -15,11 +15,14 @@ from typing import Any, Final, TypeVar
 
 import pytest
 
-from .._manager import StoreManager
-from .._store import Store
-from ..capabilities.flags import Capability
-from ._faults import FaultInjector
-from ._servers import HTTPServerStore, S3Server, StaticServer, start_moto
+# Before anything imports it: plain asserts in the suite report like the user's own.
+pytest.register_assert_rewrite("aiostore.testing.conformance")
+
+from .._manager import StoreManager  # noqa: E402
+from .._store import Store  # noqa: E402
+from ..capabilities.flags import Capability  # noqa: E402
+from ._faults import FaultInjector  # noqa: E402
+from ._servers import HTTPServerStore, S3Server, StaticServer, start_moto  # noqa: E402
 
 __all__ = [
     "PROBE_SETTINGS",
