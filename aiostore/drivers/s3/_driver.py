@@ -35,8 +35,9 @@ def _require_vendor(store: str) -> None:
         try:
             importlib.import_module(name)
         except ImportError as exc:
+            missing = (exc.name or name).split(".")[0]
             raise BadStoreConfiguration(
-                f"the s3 driver needs aiobotocore ({(exc.name or name).split('.')[0]} is not installed):"
+                f"the s3 driver needs aiobotocore ({missing} is not installed):"
                 " pip install 'aiostore[s3]'",
                 store=store,
                 option="driver",
