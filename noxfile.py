@@ -29,7 +29,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on aiostore/."""
-    session.install("-e", ".[test]", "mypy", "types-aiofiles")
+    session.install("-e", ".[test]", "mypy")
     session.run("mypy", "--strict", "aiostore")
 
 

@@ -48,6 +48,8 @@ COMMON_OPTIONS: Final = frozenset(
 _TOP_LEVEL: Final = frozenset({"default", "probe", "stores"})
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _FAILOVER: Final = (StoreAddDisabled, StorageFull, BackendUnavailable)
+#: The extra that brings a built-in driver's backend library.
+_EXTRAS: Final = {"s3": "s3", "azure": "azure", "gcs": "gcs"}
 
 
 def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type[Driver[Any]]:
@@ -67,6 +69,14 @@ def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type
     for ep in found:
         try:
             cls = ep.load()
+        except ImportError as exc:
+            extra = _EXTRAS.get(name)
+            hint = f": pip install 'aiostore[{extra}]'" if extra else ""
+            raise BadStoreConfiguration(
+                f"driver {name!r} needs a library that is not installed ({exc}){hint}",
+                store=store,
+                option="driver",
+            ) from exc
         except Exception as exc:
             raise BadStoreConfiguration(
                 f"driver {name!r} failed to load: {type(exc).__name__}: {exc}",

@@ -365,3 +365,41 @@ async def test_instruments_see_operations_probes_and_changes() -> None:
     assert all(e.duration >= 0 for e in seen["op"])
     assert seen["probe"] and seen["probe"][0].store == "m"
     assert len(seen["change"]) == 1 and "x" in seen["change"][0].reason
+
+
+# -- extras --------------------------------------------------------------------------------------
+
+
+def test_a_missing_extra_names_the_extra_to_install() -> None:
+    """``pip install aiostore`` brings file and memory stores only; an s3 store without the
+    ``s3`` extra is a configuration error that says what to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('aiobotocore', 'botocore'):\n"
+        "    sys.modules[name] = None\n"
+        "import aiostore\n"
+        "from aiostore import BadStoreConfiguration, StoreManager\n"
+        "try:\n"
+        "    StoreManager({'stores': {'s': {'driver': 's3', 'bucket': 'b'}}})\n"
+        "except BadStoreConfiguration as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "aiostore[s3]" in out.stdout, out
+
+
+def test_importing_aiostore_loads_no_backend_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aiostore, aiostore.sdk, aiostore.testing\n"
+        "loaded = [m for m in ('aiobotocore', 'botocore', 'azure', 'gcloud', 'pytest')"
+        " if m in sys.modules]\n"
+        "print(','.join(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", out.stdout
