@@ -1,9 +1,20 @@
 """Put inputs: every accepted kind of data turned into one async stream of bytes chunks that
 counts, checks the declared size and computes md5 + the multihash while the driver consumes it.
 
-Hashing a large chunk runs in worker threads (hashlib releases the GIL), overlapped with the
-driver's handling of that chunk: chunk *n* is hashed while the driver writes it, and the stream
-waits for that before handing out chunk *n+1*, so digests stay in order.
+Hashing overlaps the driver's I/O through a bounded pipeline. A large chunk is handed to two
+long-lived *hash lanes* — worker threads, each updating one hasher of a stream in FIFO order —
+and returned to the driver at once: md5 runs on one core, the multihash on the other (hashlib
+releases the GIL on large buffers), while the driver writes or sends that chunk, then reads the
+next. Handing a chunk to a lane is a queue put, not a thread hop with a future per call: the event
+loop is woken only when the stream has to wait. Back-pressure: a stream never has more than
+:data:`HASH_DEPTH` chunks in its lanes; before taking the next chunk from its source it waits for
+the slowest lane to get below that. Small chunks (under :data:`THREAD_HASH_MIN`) are hashed inline
+when nothing of the stream is in a lane (one hand-off would cost more than the hashing).
+
+Cancellation never waits for hashing: :meth:`PutStream.aclose` marks the stream abandoned, the
+lanes skip its queued chunks, and a chunk being hashed finishes in its lane on its own. Chunks
+are immutable ``bytes`` (the sources copy mutable buffers), and each lane job holds its own
+reference, so no thread ever touches a freed or reused buffer.
 """
 
 from __future__ import annotations
@@ -12,10 +23,11 @@ import asyncio
 import hashlib
 import inspect
 import io
+import os
+import queue
+import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any, Final
-
-import anyio.to_thread
 
 from ._cancel import run_blocking
 from .errors import SizeMismatch, UnknownHashingAlgo
@@ -25,6 +37,8 @@ __all__ = ["PutStream", "make_hasher", "rechunk"]
 #: Chunks at least this big are hashed in worker threads.
 THREAD_HASH_MIN: Final = 256 * 1024
 DEFAULT_CHUNK: Final = 1 << 20
+#: Chunks of one stream that may be in its hash lanes at once (memory: this many chunks).
+HASH_DEPTH: Final = 4
 
 
 def make_hasher(algo: str, store: str | None = None) -> Any:
@@ -172,9 +186,131 @@ def _as_bytes(chunk: Any) -> bytes:
     raise TypeError(f"put() data yielded {type(chunk).__name__}, expected bytes")
 
 
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+# -- hash lanes ---------------------------------------------------------------------------------
+
+#: A lane job: (the stream's hashing state, which of its two lanes, a hasher, a chunk).
+_Job = tuple["_Hashing", int, Any, bytes]
+
+
+class _Lanes:
+    """The process's hash lanes: one daemon thread per lane, started on first use, each draining
+    a FIFO queue. A stream's two hashers get two different lanes (round robin), so one stream's
+    updates stay in order and several streams spread over the cores."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._queues: list[queue.SimpleQueue[_Job | None]] = []
+        self._next = 0
+
+    def pick(self) -> tuple[queue.SimpleQueue[_Job | None], queue.SimpleQueue[_Job | None]]:
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: its threads are gone
+                self._pid = os.getpid()
+                self._queues = []
+                count = max(2, min(os.cpu_count() or 2, 8))
+                for i in range(count):
+                    q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+                    threading.Thread(
+                        target=_lane_main, args=(q,), name=f"aiostore-hash-{i}", daemon=True
+                    ).start()
+                    self._queues.append(q)
+            n = len(self._queues)
+            i = self._next
+            self._next = (i + 2) % n
+            return self._queues[i], self._queues[(i + 1) % n]
+
+
+_LANES: Final = _Lanes()
+
+
+def _lane_main(jobs: queue.SimpleQueue[_Job | None]) -> None:
+    while True:
+        job = jobs.get()
+        if job is None:  # pragma: no cover - lanes live as long as the process
+            return
+        hashing, lane, hasher, chunk = job
+        del job
+        if not hashing.abandoned:
+            try:
+                hasher.update(chunk)
+            except BaseException as exc:  # pragma: no cover - MemoryError and the like
+                hashing.error = exc
+        del chunk, hasher  # the chunk is released before the stream hears it is done
+        hashing.done(lane)
+        del hashing
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Hashing:
+    """One stream's chunks in its two lanes: a count per lane, and the one waiter the loop may
+    park until the slowest lane is down to a number of chunks."""
+
+    __slots__ = (
+        "_lanes",
+        "_lock",
+        "_loop",
+        "_waiter",
+        "_want",
+        "abandoned",
+        "error",
+        "in_lane",
+        "pending",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._lanes = _LANES.pick()
+        self._waiter: asyncio.Future[None] | None = None
+        self._want = 0
+        #: Chunks each lane has not finished yet.
+        self.in_lane = [0, 0]
+        #: Lane jobs not finished yet, both lanes (two per chunk).
+        self.pending = 0
+        self.abandoned = False
+        self.error: BaseException | None = None
+
+    def submit(self, md5: Any, multi: Any, chunk: bytes) -> None:
+        with self._lock:
+            self.pending += 2
+            self.in_lane[0] += 1
+            self.in_lane[1] += 1
+        first, second = self._lanes
+        first.put((self, 0, md5, chunk))
+        second.put((self, 1, multi, chunk))
+
+    def done(self, lane: int) -> None:
+        """A lane finished a job (runs in the lane's thread)."""
+        with self._lock:
+            self.pending -= 1
+            self.in_lane[lane] -= 1
+            waiter = self._waiter
+            if waiter is None or max(self.in_lane) > self._want:
+                return
+            self._waiter = None
+        try:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+        except RuntimeError:  # pragma: no cover - the loop closed: nobody waits any more
+            pass
+
+    async def wait(self, chunks: int) -> None:
+        """Until each lane has at most ``chunks`` chunks of this stream left."""
+        with self._lock:
+            if max(self.in_lane) <= chunks:
+                return
+            waiter = self._waiter = self._loop.create_future()
+            self._want = chunks
+        try:
+            await waiter
+        finally:
+            with self._lock:
+                if self._waiter is waiter:
+                    self._waiter = None
 
 
 class PutStream:
@@ -205,7 +341,8 @@ class PutStream:
         self._chunks, self.rereadable, self._rewind = _source(data, chunk_size)
         self.bytes_read = 0
         self.started = False
-        self._pending: asyncio.Future[Any] | None = None
+        #: Created with the first chunk that goes to the lanes.
+        self._hashing: _Hashing | None = None
         self._done = False
 
     def __aiter__(self) -> PutStream:
@@ -215,9 +352,10 @@ class PutStream:
         if self._done:
             raise StopAsyncIteration
         self.started = True
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        hashing = self._hashing
+        if hashing is not None and hashing.pending:
+            # Back-pressure: wait while the slowest lane holds HASH_DEPTH chunks of ours.
+            await hashing.wait(HASH_DEPTH - 1)
         try:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
@@ -238,11 +376,11 @@ class PutStream:
                 store=self.store,
                 key=self.key,
             )
-        if n >= THREAD_HASH_MIN:
-            self._pending = asyncio.gather(
-                anyio.to_thread.run_sync(self._md5.update, chunk),
-                anyio.to_thread.run_sync(self._multi.update, chunk),
-            )
+        if n >= THREAD_HASH_MIN or (hashing is not None and hashing.pending):
+            # (A small chunk behind large ones in the lanes joins them: updates stay in order.)
+            if hashing is None:
+                hashing = self._hashing = _Hashing()
+            hashing.submit(self._md5, self._multi, chunk)
         elif n:
             self._md5.update(chunk)
             self._multi.update(chunk)
@@ -260,10 +398,13 @@ class PutStream:
         return b"".join(parts)
 
     async def finish(self) -> None:
-        """Wait for hashing of the last chunk (the store calls it after the driver returns)."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        """Wait for the lanes to hash the last chunks (the store calls it after the driver
+        returns); the digests are final afterwards."""
+        hashing = self._hashing
+        if hashing is not None:
+            await hashing.wait(0)
+            if hashing.error is not None:
+                raise hashing.error
 
     def again(self, store: str | None = None) -> PutStream | None:
         """A fresh stream over the same data for another attempt (manager fail-over): this one
@@ -294,12 +435,11 @@ class PutStream:
         return str(self._multi.hexdigest())
 
     async def aclose(self) -> None:
-        if self._pending is not None:
-            # Never await here: this runs on cancellation too. Worker threads finish on their own;
-            # the callback retrieves the outcome so asyncio does not log it as never retrieved.
-            self._pending.add_done_callback(_retrieve)
-            self._pending.cancel()
-            self._pending = None
+        hashing = self._hashing
+        if hashing is not None and hashing.pending:
+            # Never wait here: this runs on cancellation too. The lanes skip our queued chunks;
+            # one being hashed finishes on its own (the digests are never read after this).
+            hashing.abandoned = True
         aclose = getattr(self._chunks, "aclose", None)
         if aclose is not None:
             await aclose()
