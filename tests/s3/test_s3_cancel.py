@@ -11,9 +11,10 @@ from typing import Any
 import anyio
 import pytest
 
-from aiostore import Store
+from aiostore import BackendUnavailable, Store, StoreManager
+from tests.support.faultproxy import FaultProxy
 
-from .conftest import all_objects, uploads
+from .conftest import ConfigFactory, all_objects, uploads
 
 MiB = 1 << 20
 #: 40 MiB in 1 MiB chunks (eight 5 MiB parts); the put is cancelled after about 12 MiB, while
@@ -178,3 +179,79 @@ async def test_anyio_scope_cancellation_leaves_no_upload(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 30)
     await settle(admin, bucket)
+
+
+# -- aborts that cannot reach the server are retried later --------------------------------------
+
+#: Probes only when a test asks; verdicts act at once.
+MANUAL_PROBE = {
+    "enabled": False,
+    "timeout": 10.0,
+    "failures_to_revoke": 1,
+    "successes_to_restore": 1,
+}
+
+
+def outage_source(proxy: FaultProxy, admin: Any, bucket: str) -> AsyncIterator[bytes]:
+    """40 MiB; once the multipart upload exists, the server starts answering 503 to everything
+    (so the parts fail, and so does the abort)."""
+
+    async def source() -> AsyncIterator[bytes]:
+        for n in range(TOTAL // MiB):
+            yield bytes(MiB)
+            if n + 1 == CANCEL_AFTER:
+                for _ in range(500):
+                    if uploads(admin, bucket):
+                        break
+                    await asyncio.sleep(0.01)
+                proxy.set_mode("503")
+
+    return source()
+
+
+@pytest.fixture
+async def outage_manager(
+    s3_config: ConfigFactory, proxy: FaultProxy
+) -> AsyncIterator[StoreManager]:
+    config = s3_config(endpoint_url=proxy.url, max_attempts=2, probe=dict(MANUAL_PROBE))
+    async with StoreManager(config) as manager:
+        yield manager
+
+
+async def test_failed_abort_is_retried_after_a_good_probe(
+    outage_manager: StoreManager, proxy: FaultProxy, admin: Any, bucket: str
+) -> None:
+    """The parts and the abort of a put fail during an outage: the upload is left, and the
+    driver remembers it; once the server is back, the next successful probe aborts it."""
+    store = outage_manager["s3"]
+    with pytest.raises(BackendUnavailable):
+        await store.put("k", outage_source(proxy, admin, bucket), overwrite=True)
+    assert [u["Key"] for u in uploads(admin, bucket)] == ["k"]
+    assert not (await store.probe()).healthy  # still down: nothing aborted
+    assert len(uploads(admin, bucket)) == 1
+    proxy.pass_through()
+    assert (await store.probe()).healthy
+    assert uploads(admin, bucket) == []
+    assert all_objects(admin, bucket) == []
+
+
+async def test_failed_abort_of_a_cancelled_put_is_retried_at_close(
+    s3_config: ConfigFactory, proxy: FaultProxy, admin: Any, bucket: str
+) -> None:
+    """A put cancelled twice during an outage cannot abort its upload; the server comes back
+    and the manager closes: closing aborts it."""
+    config = s3_config(endpoint_url=proxy.url, max_attempts=2, probe=dict(MANUAL_PROBE))
+    async with StoreManager(config) as manager:
+        source = outage_source(proxy, admin, bucket)
+        task = asyncio.create_task(manager["s3"].put("k", source, overwrite=True))
+        for _ in range(1000):
+            if proxy.mode.kind == "503" and proxy.counts["503"] >= 1:
+                break
+            await asyncio.sleep(0.01)
+        await cancel_twice(task)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        assert [u["Key"] for u in uploads(admin, bucket)] == ["k"]
+        proxy.pass_through()
+    assert uploads(admin, bucket) == []
+    assert all_objects(admin, bucket) == []
