@@ -21,7 +21,7 @@ class ObjectInfo:
     modified: float | None = None
     metadata: Metadata = field(default_factory=dict)
     #: An opaque version tag (an S3 ETag, a file's inode/size/mtime) when the driver has one.
-    etag: str | None = None
+    etag: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,23 @@ assignment, so create-only puts are atomic and a failed or cancelled put leaves 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from .._types import Metadata, ObjectInfo
-from ..capabilities.flags import Capability
-from ..capabilities.probe import ProbeResult, Verdict
-from ..errors import BadStoreConfiguration, Duplicate, NotFound, StorageFull
-from .base import BytesReader, Driver, DriverReader, DriverSession
+from ..errors import BadStoreConfiguration, Duplicate, InvalidRange, NotFound, StorageFull
+from ..sdk import (
+    BytesReader,
+    Capability,
+    Driver,
+    DriverReader,
+    DriverSession,
+    Metadata,
+    ObjectInfo,
+    ProbeResult,
+    Verdict,
+)
 
 __all__ = ["MemoryDriver", "MemoryOptions"]
 
@@ -33,11 +41,16 @@ class MemoryOptions:
             raise BadStoreConfiguration(f"must be ≥ 0, not {self.max_bytes!r}", option="max_bytes")
 
 
+_versions = itertools.count(1)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Object:
     data: bytes
     metadata: Metadata
     modified: float
+    #: A tag of this version (the ETag readers report).
+    version: int = dataclasses.field(default_factory=lambda: next(_versions))
 
 
 class MemoryDriver(Driver[MemoryOptions]):
@@ -82,7 +95,7 @@ class MemorySession(DriverSession):
             Capability.WRITE_ACCESS: Verdict.ok(),
         }
         if limit is not None and self._d.used >= limit:
-            verdicts[Capability.WRITE_ACCESS] = Verdict.fail(
+            verdicts[Capability.WRITE_ACCESS] = Verdict.full(
                 f"store full: {self._d.used} of {limit} bytes used"
             )
         return verdicts
@@ -125,9 +138,14 @@ class MemorySession(DriverSession):
         return obj
 
     async def open(self, key: str, offset: int, length: int | None) -> DriverReader:
-        data = self._get(key).data
+        # One snapshot: the object, its metadata and its bytes of one version (a concurrent
+        # put replaces the entry, never the bytes this reader holds).
+        obj = self._get(key)
+        data = obj.data
         end = len(data) if length is None else min(len(data), offset + length)
-        return BytesReader(memoryview(data)[offset:end] if offset or end != len(data) else data)
+        info = ObjectInfo(key, len(data), obj.modified, obj.metadata, f"m{obj.version}")
+        view = memoryview(data)[offset:end] if offset or end != len(data) else data
+        return BytesReader(view, info=info)
 
     async def read(self, key: str, offset: int, length: int | None) -> bytes:
         data = self._get(key).data
@@ -142,8 +160,6 @@ class MemorySession(DriverSession):
         old = obj.data
         if offset > len(old):
             # No holes: a patch must touch or extend the existing bytes.
-            from ..errors import InvalidRange
-
             raise InvalidRange(f"offset {offset} is beyond the object's size {len(old)}", key=key)
         new = old[:offset] + data + old[offset + len(data) :]
         limit = d.options.max_bytes
@@ -162,7 +178,7 @@ class MemorySession(DriverSession):
 
     async def stat(self, key: str) -> ObjectInfo:
         obj = self._get(key)
-        return ObjectInfo(key, len(obj.data), obj.modified, obj.metadata)
+        return ObjectInfo(key, len(obj.data), obj.modified, obj.metadata, f"m{obj.version}")
 
     async def exists(self, key: str) -> bool:
         return key in self._d.objects

@@ -21,7 +21,7 @@ IDLE = StoreManager({"stores": {"m": {"driver": "memory"}}})  # never entered: f
 
 
 def test_loaded_by_its_entry_point(pytestconfig):
-    assert pytestconfig.pluginmanager.get_plugin("aiostore") is aiostore.testing
+    assert pytestconfig.pluginmanager.get_plugin("aiostore") is aiostore.testing._plugin
     dists = {d.metadata["name"] for _, d in pytestconfig.pluginmanager.list_plugin_distinfo()}
     assert "aiostore" in dists
 
