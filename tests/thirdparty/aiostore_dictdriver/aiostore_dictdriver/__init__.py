@@ -12,9 +12,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from aiostore import Capability, ObjectInfo, Verdict
-from aiostore.drivers.base import BytesReader, Driver, DriverReader, DriverSession
 from aiostore.errors import Duplicate, NotFound
+from aiostore.sdk import (
+    BytesReader,
+    Capability,
+    Driver,
+    DriverReader,
+    DriverSession,
+    ObjectInfo,
+    ProbeResult,
+    Verdict,
+)
 
 __all__ = ["DictDriver", "DictOptions"]
 
@@ -61,7 +69,7 @@ class DictSession(DriverSession):
     def __init__(self, driver: DictDriver) -> None:
         self._driver = driver
 
-    async def probe(self) -> dict[Capability, Verdict]:
+    async def probe(self) -> ProbeResult:
         return {Capability.READ_ACCESS: Verdict.ok(), Capability.WRITE_ACCESS: Verdict.ok()}
 
     async def put(
@@ -89,9 +97,10 @@ class DictSession(DriverSession):
             raise NotFound("no such object", key=key) from None
 
     async def open(self, key: str, offset: int, length: int | None) -> DriverReader:
-        data = self._get(key).data
-        end = len(data) if length is None else offset + length
-        return BytesReader(data[offset:end], self._driver.options.chunk_size)
+        entry = self._get(key)  # one entry: the bytes and the info of one version
+        end = len(entry.data) if length is None else offset + length
+        info = ObjectInfo(key, len(entry.data), entry.modified, entry.metadata)
+        return BytesReader(entry.data[offset:end], self._driver.options.chunk_size, info=info)
 
     async def delete(self, key: str) -> None:
         self._get(key)
