@@ -2,7 +2,8 @@
 
 Every scenario runs every installed contender on the same data against the same server in the
 same run, interleaved, and reports medians (min–max) with ratios to aiostore. Results go to
-``DIR/latest.md`` (and ``DIR/latest.png`` when matplotlib is installed); see
+``DIR/latest.md`` (and ``DIR/latest.png`` when matplotlib is installed) — ``DIR/quick.md`` and
+``DIR/quick.png`` for a ``--quick`` run, which never overwrites the full run's results; see
 ``docs/performance.md`` for the method and what limits each scenario.
 
 Exit status: 0 when the run completed, whatever optional peer was missing or failing (they are
@@ -71,6 +72,10 @@ def targets() -> list[Target]:
     for op in ("put", "get"):
         t.append(Target("file-large", op, h.THROUGHPUT, 0.8, "plain blocking Python"))
     t.append(Target("file-large", "put", h.THROUGHPUT, 1.8, "plain blocking Python", "goal"))
+    three = "ref: 3-thread overlap (md5 ‖ sha256 ‖ write)"
+    t.append(Target("file-large", "put", h.THROUGHPUT, 1.6, "plain blocking Python", "issue #16"))
+    t.append(Target("file-large", "put", h.THROUGHPUT, 0.86, three, "issue #16"))
+    t.append(Target("file-large", "put", h.CPU_OBJ, 1.2, "plain blocking Python", "issue #16"))
     for op in ("put", "get"):
         t.append(Target("file-small", op, h.OPS, 1.0, "raw aiofiles"))
     for op in ("put", "get"):
@@ -212,11 +217,13 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
         if o.error and o.spec.role in ("aiostore", "baseline")
     ]
     md = render(args, rounds, results, suites, elapsed, harness_errors, failed, group_notes, tmp)
-    (out / "latest.md").write_text(md)
-    note = h.write_png(results, out / "latest.png")
+    # A quick (CI smoke) run never overwrites the full run's recorded results.
+    name = "quick" if args.quick else "latest"
+    (out / f"{name}.md").write_text(md)
+    note = h.write_png(results, out / f"{name}.png")
     echo("")
     echo("\n".join(targets_table({r.scenario.name: r for r in results})))
-    echo(f"\nwrote {out / 'latest.md'}" + (f" ({note})" if note else f" and {out / 'latest.png'}"))
+    echo(f"\nwrote {out / name}.md" + (f" ({note})" if note else f" and {out / name}.png"))
     echo(f"total {elapsed:.0f}s")
     for line in harness_errors + failed:
         echo(f"FAILED: {line}")
