@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import anyio
 import pytest
 from aiohttp import web
 
@@ -334,3 +335,51 @@ async def test_zero_length_open_reports_the_version(
         await reader.aclose()
     with pytest.raises(NotFound):
         await session.open("nope", 0, 0)
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel-twice", "task-group"])
+async def test_cancelling_a_resuming_read(
+    raw_server: StartRaw, session_of: Callable[[str], Awaitable[HTTPSession]], how: str
+) -> None:
+    """The body breaks and the resumed request hangs: cancelling the read (a timeout, two
+    task.cancel(), a task group) returns at once, and the session keeps working."""
+    resumed = asyncio.Event()
+    requests: list[list[str]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines = await read_request_head(reader)
+        requests.append(lines)
+        if _range(lines) is not None:
+            resumed.set()
+            await asyncio.sleep(30)  # the resumed answer never comes
+        writer.write(
+            b'HTTP/1.1 200 OK\r\nETag: "one"\r\n'
+            + f"Content-Length: {len(DATA)}\r\n\r\n".encode()
+            + DATA[:CUT]
+        )
+        await writer.drain()
+
+    srv = await raw_server(handler)
+    session = await session_of(srv.base_url)
+    started = asyncio.get_running_loop().time()
+    with anyio.fail_after(5):
+        if how == "timeout":
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await session.read("x", 0, None)
+        elif how == "cancel-twice":
+            task = asyncio.create_task(session.read("x", 0, None))
+            await resumed.wait()
+            task.cancel()
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.read, "x", 0, None)
+                await resumed.wait()
+                tg.cancel_scope.cancel()
+    assert asyncio.get_running_loop().time() - started < 2
+    assert len(requests) == 2 and resumed.is_set()
+    assert not session.is_broken
