@@ -193,9 +193,10 @@ _Job = tuple["_Hashing", int, Any, bytes]
 
 
 class _Lanes:
-    """The process's hash lanes: one daemon thread per lane, started on first use, each draining
-    a FIFO queue. A stream's two hashers get two different lanes (round robin), so one stream's
-    updates stay in order and several streams spread over the cores."""
+    """The process's hash lanes: one daemon thread per lane (as many as cores, 2 to 8), started
+    on first use, each draining a FIFO queue. A stream's two hashers get two different lanes
+    (round robin), so one stream's updates stay in order and several streams spread over the
+    cores. An idle lane blocks in ``queue.get`` and costs nothing."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -215,9 +216,11 @@ class _Lanes:
                         target=_lane_main, args=(q,), name=f"aiostore-hash-{i}", daemon=True
                     ).start()
                     self._queues.append(q)
+            # Stream k: md5 on lane k, the multihash on lane k + 1. With two lanes, one stream's
+            # md5 (the slower hash) shares a lane with the next stream's multihash.
             n = len(self._queues)
             i = self._next
-            self._next = (i + 2) % n
+            self._next = (i + 1) % n
             return self._queues[i], self._queues[(i + 1) % n]
 
 
