@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from aiostore import StoreManager
+from aiostore import BadStoreConfiguration, StoreManager
 from aiostore._manager import _TOP_LEVEL, COMMON_OPTIONS, ENTRY_POINT_GROUP
 from aiostore.capabilities.probe import ProbeConfig
 from aiostore.web import ServerOptions
@@ -243,7 +243,12 @@ def test_every_driver_section_has_an_example_that_builds(ep: EntryPoint) -> None
             if table.get("driver") == ep.name:
                 stores[name] = table
     assert stores, f"the `{ep.name}` section needs a TOML example with a `{ep.name}` store"
-    manager = StoreManager({"stores": stores})
+    try:
+        manager = StoreManager({"stores": stores})
+    except BadStoreConfiguration as exc:
+        if not isinstance(exc.__cause__, ImportError):
+            raise
+        pytest.skip(f"driver {ep.name!r} loads its backend library lazily and it is missing: {exc}")
     assert set(manager.names) == set(stores)
 
 
@@ -293,7 +298,12 @@ def test_every_toml_example_on_the_page_is_valid() -> None:
         stores: Mapping[str, Any] = data.get("stores", {})
         if not all(_importable(table["driver"]) for table in stores.values()):
             continue
-        StoreManager(data)
+        try:
+            StoreManager(data)
+        except BadStoreConfiguration as exc:
+            if not isinstance(exc.__cause__, ImportError):
+                raise
+            continue  # a driver's backend library is not installed here
         built += 1
     assert built >= 5
 
