@@ -27,6 +27,7 @@ import pytest
 from aiostore import BadStoreConfiguration, StoreManager
 from aiostore._manager import _TOP_LEVEL, COMMON_OPTIONS, ENTRY_POINT_GROUP
 from aiostore.capabilities.probe import ProbeConfig
+from aiostore.sdk import parse_options
 from aiostore.web import ServerOptions
 from aiostore.web._server_options import parse_server_options
 
@@ -236,13 +237,18 @@ def test_every_driver_option_is_documented(ep: EntryPoint) -> None:
 
 @pytest.mark.parametrize("ep", builtin_drivers(), ids=lambda ep: ep.name)
 def test_every_driver_section_has_an_example_that_builds(ep: EntryPoint) -> None:
-    load_driver_class(ep)
+    cls = load_driver_class(ep)
     stores: dict[str, Any] = {}
     for block in toml_blocks(section(f"`{ep.name}`")):
         for name, table in tomllib.loads(block).get("stores", {}).items():
             if table.get("driver") == ep.name:
                 stores[name] = table
     assert stores, f"the `{ep.name}` section needs a TOML example with a `{ep.name}` store"
+    for name, table in stores.items():
+        # The options alone, valid even where the driver's backend library is missing.
+        parse_options(
+            name, cls.Options, {k: v for k, v in table.items() if k not in COMMON_OPTIONS}
+        )
     try:
         manager = StoreManager({"stores": stores})
     except BadStoreConfiguration as exc:
