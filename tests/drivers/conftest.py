@@ -3,12 +3,14 @@ real mounts, each in a private mount namespace of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,23 @@ def file_manager(
 
 
 def leftovers(root: Path) -> list[str]:
-    """The driver's own files (temporary files, sidecars, probe files) under ``root``."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if ".aiostore-" in p.name)
+    """The driver's own files (temporary files, sidecars, probe files) under ``root``; its
+    directory for named temporary files does not count, the files in it do."""
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if ".aiostore-" in p.relative_to(root).as_posix() and not p.is_dir()
+    )
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 def open_fds_under(root: Path) -> list[str]:

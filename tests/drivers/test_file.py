@@ -26,10 +26,11 @@ import pytest
 
 import aiostore
 from aiostore import Capability, StoreManager, errors
-from aiostore.drivers import file as file_driver
+from aiostore.drivers.file import _session as file_session
+from aiostore.drivers.file import _write as file_write
 from aiostore.testing.conformance import ConformanceSuite
 
-from .conftest import file_manager, leftovers, open_fds_under
+from .conftest import eventually, file_manager, leftovers, open_fds_under
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -181,15 +182,16 @@ async def test_a_small_object_takes_one_thread_hop_a_large_one_one_per_chunk(
     store: aiostore.Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hops: list[str] = []
-    real = file_driver.Workers.run
+    real = file_session.run_blocking
 
-    async def counting(self: file_driver.Workers, func: Any, *args: Any) -> Any:
-        hops.append(func.__name__)
-        return await real(self, func, *args)
+    async def counting(func: Any, *args: Any, **kw: Any) -> Any:
+        # A put's steps are one method with the step's name first.
+        hops.append(args[0] if args and isinstance(args[0], str) else func.__name__)
+        return await real(func, *args, **kw)
 
-    monkeypatch.setattr(file_driver.Workers, "run", counting)
+    monkeypatch.setattr(file_session, "run_blocking", counting)
     await store.put("small", b"x" * 5000)
-    assert hops == ["put_small"]
+    assert hops == ["small"]
     hops.clear()
     assert await store.read("small") == b"x" * 5000
     assert hops == ["read"]
@@ -201,7 +203,7 @@ async def test_a_small_object_takes_one_thread_hop_a_large_one_one_per_chunk(
     data = blob(10 * 64 * KiB)  # ten chunks
     await store.put("large", chunks_of(data, 64 * KiB))
     # begin (first chunk), one write per chunk after it, commit: each chunk in ONE hop.
-    assert hops == ["begin"] + ["_write_all"] * 9 + ["commit"]
+    assert hops == ["begin"] + ["write"] * 9 + ["commit"]
     hops.clear()
     # Many small input chunks are gathered into chunk_size writes, not one hop each.
     await store.put("gathered", chunks_of(data, 4 * KiB), overwrite=True)
@@ -304,7 +306,8 @@ async def test_cancelled_put_leaves_nothing(
     task = asyncio.create_task(store.put("dir/obj", stalling(), overwrite=True))
     await asyncio.wait_for(midway.wait(), 10)
     await asyncio.sleep(0.05)
-    assert any(".aiostore-tmp-" in name for name in leftovers(root))  # mid-put, on disk
+    # Mid-put: its file is open (unnamed where the file system has O_TMPFILE, else named).
+    assert open_fds_under(root)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -318,18 +321,19 @@ async def test_cancelled_put_leaves_nothing(
     assert open_fds_under(root) == []
 
 
-async def test_native_asyncio_cancellation_never_leaves_a_thread_behind(
+async def test_native_asyncio_cancellation_never_closes_a_file_under_a_running_write(
     store: aiostore.Store, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """asyncio.timeout / task.cancel() do not wait for worker threads by themselves: a write
-    left running after the put's cleanup closed its fd would land in whatever file reuses that
-    fd number next. The driver must wait for it, so every read sees a whole object."""
+    """asyncio.timeout / task.cancel() return at once while a put's write still runs in its
+    thread; that write must never land in whatever file reuses the fd number next (the running
+    step, not the caller, closes the put's files), so every read sees a whole object and nothing
+    is left once the threads are done."""
     rng = random.Random(11)
     current = blob(100 * KiB, salt=250)
     await store.put("k", current)
     running = 0
     lock = threading.Lock()
-    real_write_all = file_driver._write_all
+    real_write_all = file_write.write_all
 
     def slow_write_all(fd: int, chunks: list[bytes]) -> None:
         nonlocal running
@@ -342,7 +346,7 @@ async def test_native_asyncio_cancellation_never_leaves_a_thread_behind(
             with lock:
                 running -= 1
 
-    monkeypatch.setattr(file_driver, "_write_all", slow_write_all)
+    monkeypatch.setattr(file_write, "write_all", slow_write_all)
 
     async def slow(data: bytes) -> AsyncIterator[bytes]:
         for i in range(0, len(data), 64 * KiB):
@@ -362,7 +366,6 @@ async def test_native_asyncio_cancellation_never_leaves_a_thread_behind(
                 await store.put("k", slow(new), overwrite=True)
         except TimeoutError:
             cancelled += 1
-        assert running == 0, "the put returned while its write still ran in a thread"
         data = await store.read("k")
         assert data in (current, new), i
         current = data
@@ -372,56 +375,68 @@ async def test_native_asyncio_cancellation_never_leaves_a_thread_behind(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert cancelled > 5
+    # Abandoned writes finish by themselves and then clean up.
+    assert await eventually(lambda: running == 0)
+    await asyncio.sleep(0.05)
     assert leftovers(root) == []
     assert open_fds_under(root) == []
     assert await keys(store) == ["k"]
+    assert await store.read("k") == current
 
 
-@pytest.mark.parametrize("how", ["task.cancel", "asyncio.timeout", "anyio scope"])
-async def test_worker_jobs_finish_before_a_cancellation_propagates(how: str) -> None:
-    workers = file_driver.Workers(1)
-    events: list[str] = []
-    gates = {name: threading.Event() for name in ("first", "queued", "second")}
+@pytest.mark.parametrize("how", ["task.cancel", "asyncio.timeout", "anyio scope", "twice"])
+async def test_a_put_whose_write_hangs_is_cancelled_at_once(
+    store: aiostore.Store, root: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The in-process twin of the FUSE test in test_file_hardening.py: a write that hangs
+    (here: waits for a gate) does not hold back the caller's cancellation; once it returns,
+    its step removes the files and the object never appears."""
+    gate = threading.Event()
+    entered = threading.Event()
+    real_write_all = file_write.write_all
 
-    def job(name: str) -> None:
-        events.append(f"{name} started")
-        gates[name].wait(5)
-        events.append(f"{name} done")
+    def hanging_write_all(fd: int, chunks: list[bytes]) -> None:
+        if chunks:
+            entered.set()
+            gate.wait(10)
+        real_write_all(fd, chunks)
 
-    async def cancel_soon(coro: Any) -> float:
-        started = time.monotonic()
-        if how == "task.cancel":
-            task = asyncio.create_task(coro)
-            await asyncio.sleep(0.05)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        elif how == "asyncio.timeout":
+    monkeypatch.setattr(file_write, "write_all", hanging_write_all)
+    await store.put("k", b"old", metadata={"v": "old"})
+    data = blob(300 * KiB)
+    try:
+        t0 = time.monotonic()
+        coro = store.put("k" if how == "twice" else "new", chunks_of(data, 64 * KiB),
+                         overwrite=True)  # fmt: skip
+        if how == "asyncio.timeout":
             with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.05):
+                async with asyncio.timeout(0.2):
                     await coro
-        else:
-            with anyio.move_on_after(0.05) as scope:
+            assert time.monotonic() - t0 < 0.7
+        elif how == "anyio scope":
+            with anyio.move_on_after(0.2) as scope:
                 await coro
             assert scope.cancelled_caught
-        return time.monotonic() - started
-
-    try:
-        first = asyncio.create_task(workers.run(job, "first"))
-        await asyncio.sleep(0.02)
-        # Queued behind "first" (one worker): cancelled before it starts, it never runs.
-        await cancel_soon(workers.run(job, "queued"))
-        gates["first"].set()
-        await first
-        # Running when cancelled: the caller sees the cancellation only once it is done.
-        threading.Timer(0.2, gates["second"].set).start()
-        took = await cancel_soon(workers.run(job, "second"))
-        assert took >= 0.15
-        assert events == ["first started", "first done", "second started", "second done"]
+            assert time.monotonic() - t0 < 0.7
+        else:
+            task = asyncio.create_task(coro)
+            assert await anyio.to_thread.run_sync(entered.wait, 5)
+            started = time.monotonic()
+            task.cancel()
+            if how == "twice":
+                await asyncio.sleep(0)
+                task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert time.monotonic() - started < 0.5
+        assert entered.is_set() and not gate.is_set()  # the write still hangs
     finally:
-        for gate in gates.values():
-            gate.set()
-        workers.shutdown()
+        gate.set()
+    assert await eventually(lambda: not leftovers(root) and not open_fds_under(root))
+    await asyncio.sleep(0.05)
+    assert await keys(store) == ["k"]
+    assert await store.read("k") == b"old"
+    assert dict((await store.stat("k")).metadata) == {"v": "old"}
 
 
 async def test_failing_input_leaves_nothing(store: aiostore.Store, root: Path) -> None:
@@ -509,12 +524,25 @@ async def test_listing_ignores_the_drivers_own_files_and_foreign_names(
         await store.read("d/fifo")  # not a regular file; opening it does not hang
 
 
-async def test_reserved_names_cannot_be_keys(store: aiostore.Store) -> None:
-    for key in (".x.aiostore-tmp-0123", "d/.aiostore-probe-1", ".a.aiostore-meta-1/b"):
-        with pytest.raises(errors.InvalidKey):
-            await store.put(key, b"x")
-        with pytest.raises(errors.InvalidKey):
-            await store.read(key)
+async def test_names_shaped_like_internal_files_are_ordinary_keys(
+    store: aiostore.Store, root: Path
+) -> None:
+    """Issue 15 #9: the memory store accepts them, so this one does; they never reach (or
+    clash with) the driver's own files, and the driver's files never show as these keys."""
+    keys_ = [".x.aiostore-tmp-0123", "d/.aiostore-probe-1", ".a.aiostore-meta-1/b",
+             ".aiostore-tmp", "d/.obj.aiostore-meta-1"]  # fmt: skip
+    for key in keys_:
+        await store.put(key, key.encode(), metadata={"k": key})
+    # The driver's own files of the same shape, made by hand: never listed, never read.
+    (root / "d" / ".x.aiostore-tmp-0123").write_bytes(b"internal")
+    for key in keys_:
+        assert await store.read(key) == key.encode()
+        assert dict((await store.stat(key)).metadata) == {"k": key}
+    assert sorted(await keys(store)) == sorted(keys_)
+    assert (root / "d" / ".x.aiostore-tmp-0123").read_bytes() == b"internal"
+    for key in keys_:
+        await store.delete(key)
+    assert await keys(store) == []
 
 
 async def test_keys_conflicting_with_prefixes(store: aiostore.Store) -> None:
@@ -823,6 +851,8 @@ async def test_create_only_puts_stay_atomic_without_hard_links(
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
+    # A file system without hard links (vfat, some FUSE) has no O_TMPFILE either.
+    monkeypatch.setattr(file_write, "_HAS_TMPFILE", False)
     results = await asyncio.gather(
         *(store.put("k", blob(3000, salt=i)) for i in range(20)), return_exceptions=True
     )
@@ -850,14 +880,15 @@ async def test_a_put_cancelled_twice_natively_still_removes_its_temporary_file(
         store = manager["f"]
         put = asyncio.create_task(store.put("k", chunks()))
         await asyncio.wait_for(asked_again.wait(), 10)
-        assert leftovers(root)  # the temporary file exists
-        # Every worker busy: the put's clean-up job has to queue.
-        driver = store.driver
-        assert isinstance(driver, file_driver.FileDriver)
+        assert open_fds_under(root)  # the put's file is open
+        # Every worker thread busy: the put's clean-up job has to queue.
         release = threading.Event()
+        limiter = anyio.to_thread.current_default_thread_limiter()
         blockers = [
-            driver.workers.pool().submit(release.wait, 10) for _ in range(file_driver.WORKERS)
+            asyncio.create_task(anyio.to_thread.run_sync(release.wait, 10))
+            for _ in range(int(limiter.total_tokens))
         ]
+        await asyncio.sleep(0.05)
         try:
             put.cancel()
             for _ in range(5):
@@ -868,8 +899,7 @@ async def test_a_put_cancelled_twice_natively_still_removes_its_temporary_file(
             release.set()
         with pytest.raises(asyncio.CancelledError):
             await put
-        for blocker in blockers:
-            blocker.result(timeout=10)
+        await asyncio.gather(*blockers)
         assert leftovers(root) == []
         assert open_fds_under(root) == []
         assert not await store.exists("k")
