@@ -115,8 +115,8 @@ class StoreManager:
                 )
         self._hub = ChangeHub()
         self._instruments = Instruments()
-        self._prober = Prober()
         base_probe = ProbeConfig.from_mapping(config.get("probe", {}))
+        self._prober = Prober(base_probe.max_concurrent_probes)
         stores_cfg = config.get("stores", {})
         if not isinstance(stores_cfg, Mapping):
             raise BadStoreConfiguration("'stores' must be a table of stores")
@@ -400,7 +400,12 @@ class StoreManager:
                 "options": redacted_options(store.driver.options),
                 "sessions": store._pool.statistics(),
             }
-        return {"default": self._default, "running": self._runner is not None, "stores": stores}
+        return {
+            "default": self._default,
+            "running": self._runner is not None,
+            "max_concurrent_probes": self._prober.max_concurrent,
+            "stores": stores,
+        }
 
     # -- fail-over put --------------------------------------------------------------------------
     async def put(

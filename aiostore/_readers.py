@@ -140,6 +140,7 @@ class ObjectReader(_Held):
         self._reader = self._resource = reader
         self._size = reader.size
         self._info = reader.info
+        store._proved_read(self.offset, self.length)
         return reader
 
     async def __aenter__(self) -> ObjectReader:

@@ -132,6 +132,20 @@ def _check_range(offset: Any, length: Any, store: str, key: str) -> None:
         )
 
 
+#: What a successful operation proves (see ``HealthTracker.proven``).
+_PROVES: Final = {
+    "put": int(Capability.WRITE_ACCESS),
+    "write": int(Capability.WRITE_ACCESS),
+    "delete": int(Capability.WRITE_ACCESS),
+    "read": int(Capability.READ_ACCESS),
+    "open": int(Capability.READ_ACCESS),
+    "stat": int(Capability.READ_ACCESS),
+    "exists": int(Capability.READ_ACCESS),
+    "list": int(Capability.READ_ACCESS),
+}
+_RANGED: Final = int(Capability.READ_RANDOM)
+
+
 def _moved(method: str, result: Any, args: tuple[Any, ...]) -> int:
     """Bytes of object data an operation moved (for instrumentation)."""
     if method == "read":
@@ -183,6 +197,7 @@ class Store:
             tuple(driver.probe_capabilities),
             self._pool.session,
             lambda why: self._pool.retire_current(why, broken=False) if self._pool.shared else None,
+            self._hint_proven,
         )
         self._probe.observer = self._probed
         self._faults = FaultPlan()
@@ -362,6 +377,11 @@ class Store:
             if started:
                 self._observe(operation, started, err, 0)
             raise err
+        # The evidence rule: a successful operation is a successful probe of what it used.
+        health = self._health
+        health.proven |= _PROVES[operation]
+        if method == "read" and (args[1] or args[2] is not None):
+            health.proven |= _RANGED
         if started:
             self._observe(operation, started, None, _moved(method, result, args))
         return result
@@ -395,6 +415,12 @@ class Store:
         self._instruments.operation(
             OperationEvent(self.name, operation, outcome, time.perf_counter() - started, moved)
         )
+
+    def _proved_read(self, offset: int, length: int | None) -> None:
+        self._health.proven |= _RANGED if offset or length is not None else _PROVES["read"]
+
+    def _hint_proven(self, proven: Capability) -> None:
+        self.driver.proven = proven
 
     def _session_retired(self, reason: str) -> None:
         if Capability.DRIVER_REUSABLE in self._state.snapshot.configured:

@@ -13,6 +13,7 @@ supervised loop per store inside an anyio task group.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
 import random
@@ -21,7 +22,7 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.abc
@@ -56,6 +57,8 @@ class ProbeConfig:
     enabled: bool = True
     #: Probe once when the manager starts and apply that verdict at once (no hysteresis).
     initial: bool = True
+    #: Probes in flight at once across all stores (top-level ``[probe]`` table only).
+    max_concurrent_probes: int = 64
 
     @classmethod
     def from_mapping(
@@ -78,7 +81,13 @@ class ProbeConfig:
                         f"must be positive, not {value!r}", store=store, option=option
                     )
                 values[name] = float(value)
-            elif name in ("failures_to_revoke", "successes_to_restore"):
+            elif name == "max_concurrent_probes" and store is not None:
+                raise BadStoreConfiguration(
+                    "is a manager-wide setting: set it in the top-level [probe] table",
+                    store=store,
+                    option=option,
+                )
+            elif name in ("failures_to_revoke", "successes_to_restore", "max_concurrent_probes"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise BadStoreConfiguration(
                         f"must be a whole number ≥ 1, not {value!r}", store=store, option=option
@@ -195,6 +204,9 @@ class HealthTracker:
         self.config = config
         self._counters: dict[Capability, _Counter] = {}
         self._stats = _ProbeStats()
+        #: Capability bits successful operations proved since the last probe (the evidence
+        #: rule: a busy store is probed only for what traffic has not just proven).
+        self.proven = 0
 
     # -- inputs -------------------------------------------------------------------------------
     def apply(
@@ -206,24 +218,28 @@ class HealthTracker:
         immediate: bool = False,
     ) -> CapabilityChange | None:
         """Fold one probe's verdicts in. ``immediate`` skips hysteresis (the start-up probe)."""
-        self._stats.probes += 1
-        self._stats.last_at = time.time()
-        self._stats.last_duration = duration
-        self._stats.last_error = error
-        configured = self.state.snapshot.configured
+        stats = self._stats
+        stats.probes += 1
+        now = stats.last_at = time.time()
+        stats.last_duration = duration
+        stats.last_error = error
+        configured = int(self.state.snapshot.configured)
         changed: list[str] = []
         need_fail = 1 if immediate else self.config.failures_to_revoke
         need_ok = 1 if immediate else self.config.successes_to_restore
+        counters = self._counters
         for cap, verdict in verdicts.items():
-            if not int(cap) & int(configured):
+            if not cap & configured:
                 continue  # never above configured: verdicts on what we never had are moot
-            c = self._counters.setdefault(cap, _Counter())
+            c = counters.get(cap)
+            if c is None:
+                c = counters[cap] = _Counter()
             if verdict.healthy:
                 c.successes += 1
                 c.failures = 0
                 if c.revoked and c.successes >= need_ok:
                     c.revoked = False
-                    c.changed_at = time.time()
+                    c.changed_at = now
                     c.reason = verdict.reason or "probe healthy"
                     changed.append(f"{cap.name} restored: {c.reason}")
             else:
@@ -235,8 +251,10 @@ class HealthTracker:
                 c.full = verdict.out_of_space
                 if not c.revoked and c.failures >= need_fail:
                     c.revoked = True
-                    c.changed_at = time.time()
+                    c.changed_at = now
                     changed.append(f"{cap.name} revoked: {c.reason}")
+        if not changed:
+            return None  # nothing changed: no report, no snapshot, no log record
         return self._publish(changed)
 
     def passive(
@@ -330,6 +348,9 @@ class HealthTracker:
         )
 
 
+_PROVEN: Final = Verdict(True, "proven by a successful operation")
+
+
 class _Probing(typing.Protocol):
     async def probe(self) -> ProbeResult: ...
 
@@ -352,55 +373,78 @@ class ProbeRunner:
         checks: tuple[Capability, ...],
         session: Callable[[], AbstractAsyncContextManager[_Probing]],
         refresh: Callable[[str], None],
+        hint: Callable[[Capability], None] = lambda proven: None,
     ) -> None:
         self.store = store
+        self._hint = hint
         self.health = health
         self._checks = checks
         self._session = session
         self._refresh = refresh
-        self._inflight: asyncio.Future[None] | None = None
+        self._inflight = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._joiners: list[asyncio.Future[None]] = []
         self._errors = 0
         #: Called after each probe with (duration, error, verdicts) — the instrumentation hook.
         self.observer: Callable[[float, str | None, ProbeResult], None] | None = None
 
     async def run(self, immediate: bool = False) -> None:
         """Probe once (or join the probe in flight) and fold the verdicts in."""
-        loop = asyncio.get_running_loop()
-        inflight = self._inflight
-        if inflight is not None and not inflight.done() and inflight.get_loop() is loop:
-            await asyncio.shield(inflight)
-            return
-        done: asyncio.Future[None] = loop.create_future()
-        self._inflight = done
+        if self._inflight:
+            # Joiners are rare (manager.probe() during a scheduled probe): only they pay for a
+            # future; the scheduled probe itself creates none.
+            loop = asyncio.get_running_loop()
+            if self._loop is loop:
+                joined: asyncio.Future[None] = loop.create_future()
+                self._joiners.append(joined)
+                await asyncio.shield(joined)
+                return
+        self._inflight = True
+        self._loop = asyncio.get_running_loop()
         try:
             await self._probe(immediate)
         finally:
-            self._inflight = None
-            done.set_result(None)
+            self._inflight = False
+            joiners, self._joiners = self._joiners, []
+            for fut in joiners:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def _probe(self, immediate: bool) -> None:
         cfg = self.health.config
-        configured = self.health.state.snapshot.configured
+        configured = int(self.health.state.snapshot.configured)
+        checks = [c for c in self._checks if c & configured]
+        proven, self.health.proven = self.health.proven, 0
         started = time.monotonic()
         error: str | None = None
         verdicts: ProbeResult
-        try:
-            # asyncio.timeout, not anyio.fail_after: every store runs this every interval, and an
-            # anyio cancel scope costs several times more CPU on asyncio.
-            async with asyncio.timeout(cfg.timeout), self._session() as session:
-                verdicts = await session.probe()
-        except TimeoutError:
-            error = f"probe timed out after {cfg.timeout:g}s"
-        except Exception as exc:
-            if isinstance(exc, StoreError):
-                exc.with_context(store=self.store)
-            error = f"probe raised {type(exc).__name__}: {exc}"
-            # DEBUG: the reason reaches the health report and, when it changes capabilities, the
-            # one WARNING/INFO record of that change; a failing backend must not log every
-            # interval.
-            log.debug("store %r: %s", self.store, error, exc_info=exc)
-        if error is not None:
-            verdicts = {c: Verdict.fail(error) for c in self._checks if int(c) & int(configured)}
+        if proven and not immediate and all(c & proven == c for c in checks):
+            # Traffic since the last probe proved everything this probe would check.
+            verdicts = dict.fromkeys(checks, _PROVEN)
+        else:
+            self._hint(Capability(proven))
+            try:
+                # asyncio.timeout, not anyio.fail_after: every store runs this every interval,
+                # and an anyio cancel scope costs several times more CPU on asyncio.
+                async with asyncio.timeout(cfg.timeout), self._session() as session:
+                    verdicts = await session.probe()
+            except TimeoutError:
+                error = f"probe timed out after {cfg.timeout:g}s"
+            except Exception as exc:
+                if isinstance(exc, StoreError):
+                    exc.with_context(store=self.store)
+                error = f"probe raised {type(exc).__name__}: {exc}"
+                # DEBUG: the reason reaches the health report and, when it changes
+                # capabilities, the one WARNING/INFO record of that change; a failing backend
+                # must not log every interval.
+                log.debug("store %r: %s", self.store, error, exc_info=exc)
+            if error is not None:
+                verdicts = {c: Verdict.fail(error) for c in checks}
+            elif proven:
+                # What traffic proved and the probe skipped (a write) counts as healthy.
+                skipped = {c: _PROVEN for c in checks if c & proven == c and c not in verdicts}
+                if skipped:
+                    verdicts = {**verdicts, **skipped}
         duration = time.monotonic() - started
         self.health.apply(verdicts, duration=duration, error=error, immediate=immediate)
         if self.observer is not None:
@@ -410,13 +454,15 @@ class ProbeRunner:
             self._refresh(f"{self._errors} probes in a row failed: {error}")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Schedule:
     name: str
     config: ProbeConfig
     run: Callable[[], Awaitable[object]]
-    #: Resolved to start the next probe early (see :meth:`Prober.request`).
-    wake: asyncio.Future[None] | None = None
+    #: When the next probe is due (loop time); heap entries with another due are stale.
+    due: float = math.inf
+    busy: bool = False
+    #: An early probe was granted while one was running: run again when it ends.
     early_pending: bool = False
     last_early: float = -math.inf
     early_requests: int = 0
@@ -424,11 +470,27 @@ class _Schedule:
 
 
 class Prober:
-    """One supervised probe loop per store, in an anyio task group owned by the manager."""
+    """The scheduler: every store's probes, from one supervised task in the manager's task group.
 
-    def __init__(self) -> None:
+    One heap of due times instead of a sleeping task per store: start times are spread over the
+    first interval (no thundering herd), each store is probed start-to-start every interval
+    (jittered ±10 %), never two probes of one store at once, at most ``max_concurrent`` probes
+    in flight, and a slow or hung probe (bounded by its timeout) delays nobody else's schedule.
+    Due times close together are launched in one wake-up (``tick``: 1 % of the shortest
+    interval, at most 10 ms), so a thousand stores cost a hundred wake-ups a second, not a
+    thousand.
+    """
+
+    def __init__(self, max_concurrent: int = 64) -> None:
         self._schedules: dict[str, _Schedule] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self._max = max_concurrent
+        self._heap: list[tuple[float, int, _Schedule]] = []
+        self._seq = 0
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, name: str, config: ProbeConfig, run: Callable[[], Awaitable[object]]) -> None:
         self._schedules[name] = _Schedule(name, config, run)
@@ -437,11 +499,14 @@ class Prober:
     def running(self) -> bool:
         return self._tg is not None
 
+    @property
+    def max_concurrent(self) -> int:
+        return self._max
+
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
-        for sched in self._schedules.values():
-            if sched.config.enabled:
-                tg.start_soon(self._loop, sched, name=f"aiostore-probe-{sched.name}")
+        if any(s.config.enabled for s in self._schedules.values()):
+            tg.start_soon(self._main, name="aiostore-probe-scheduler")
 
     def stop(self) -> None:
         self._tg = None
@@ -449,7 +514,8 @@ class Prober:
     def request(self, name: str) -> bool:
         """Ask for an early probe of ``name``; at most one per ``interval / 4``. True if granted."""
         sched = self._schedules.get(name)
-        if sched is None or self._tg is None or not sched.config.enabled:
+        loop = self._loop
+        if sched is None or self._tg is None or loop is None or not sched.config.enabled:
             return False
         sched.early_requests += 1
         now = time.monotonic()
@@ -457,47 +523,111 @@ class Prober:
             return False
         sched.last_early = now
         sched.early_granted += 1
-        sched.early_pending = True
-        wake = sched.wake
-        if wake is not None and not wake.done():
-            # thread-safe: a store may be used from another thread's event loop
-            wake.get_loop().call_soon_threadsafe(_set_if_pending, wake)
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            self._early(sched)
+        else:  # thread-safe: a store may be used from another thread's event loop
+            loop.call_soon_threadsafe(self._early, sched)
         return True
 
     def statistics(self, name: str) -> dict[str, int]:
         sched = self._schedules[name]
         return {"early_requests": sched.early_requests, "early_granted": sched.early_granted}
 
-    async def _loop(self, sched: _Schedule) -> None:
-        interval = sched.config.interval
+    # -- the scheduler's task -------------------------------------------------------------------
+    def _push(self, sched: _Schedule, due: float) -> None:
+        sched.due = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, sched))
+
+    def _poke(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _early(self, sched: _Schedule) -> None:
+        if self._loop is None:
+            return
+        if sched.busy:
+            sched.early_pending = True
+        else:
+            self._push(sched, self._loop.time())
+            self._poke()
+
+    async def _main(self) -> None:
         loop = asyncio.get_running_loop()
-        due = loop.time() + interval * random.uniform(0.9, 1.1)
-        while True:
-            if not sched.early_pending:
-                # A future woken by a timer (or by request()): far cheaper than a cancel scope
-                # timing out every interval, for every store.
+        self._loop = loop
+        enabled = [s for s in self._schedules.values() if s.config.enabled]
+        tick = min(0.01, min(s.config.interval for s in enabled) / 100)
+        now = loop.time()
+        for sched in enabled:
+            # Spread over the first interval: a thousand stores do not all probe at once.
+            self._push(sched, now + sched.config.interval * random.random())
+        try:
+            while True:
+                now = loop.time()
+                heap = self._heap
+                while heap and self._running < self._max and heap[0][0] <= now + tick:
+                    due, _, sched = heapq.heappop(heap)
+                    if due != sched.due:
+                        continue  # superseded by an early probe
+                    self._launch(loop, sched, due, now)
                 wake: asyncio.Future[None] = loop.create_future()
-                sched.wake = wake
-                timer = loop.call_at(due, _set_if_pending, wake)
+                self._wake = wake
+                timer = None
+                if heap and self._running < self._max:
+                    timer = loop.call_at(max(heap[0][0], now + tick), _set_if_pending, wake)
                 try:
                     await wake
                 finally:
-                    timer.cancel()
-                    sched.wake = None
-            sched.early_pending = False
-            # The interval runs from start to start: a late wake-up (a busy machine) or a slow
-            # probe does not push the schedule back — sleeping a whole interval after each probe
-            # drifts and delays detection. Never a burst to catch up (starts stay ≥ interval/2
-            # apart); an early probe restarts the schedule.
-            now = loop.time()
-            step = interval * random.uniform(0.9, 1.1)
-            due = max(due + step, now + interval / 2) if now >= due else now + step
-            try:
-                await sched.run()
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception:  # the run itself records failures; this is a last resort
-                log.exception("probe loop of store %r failed; continuing", sched.name)
+                    self._wake = None
+                    if timer is not None:
+                        timer.cancel()
+        finally:
+            self._loop = None
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait(tasks)
+
+    def _launch(
+        self, loop: asyncio.AbstractEventLoop, sched: _Schedule, due: float, now: float
+    ) -> None:
+        interval = sched.config.interval
+        step = interval * random.uniform(0.9, 1.1)
+        # The interval runs from start to start: a late wake-up (a busy machine) or a slow probe
+        # does not push the schedule back. Never a burst to catch up (starts stay ≥ interval/2
+        # apart); an early probe restarts the schedule.
+        self._push(sched, max(due + step, now + interval / 2))
+        if sched.busy:
+            return  # still probing (a probe slower than the interval): skip this turn
+        sched.busy = True
+        self._running += 1
+        task = loop.create_task(self._one(sched))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _one(self, sched: _Schedule) -> None:
+        try:
+            await sched.run()
+        except Exception:  # the run itself records failures; this is a last resort
+            log.exception("probe of store %r failed; continuing", sched.name)
+        finally:
+            sched.busy = False
+            # Wake the scheduler only when it waits for this slot or for this store.
+            poke = self._running == self._max
+            self._running -= 1
+            if sched.early_pending and self._loop is not None:
+                sched.early_pending = False
+                self._push(sched, self._loop.time())
+                poke = True
+            if poke:
+                self._poke()
 
 
 def _set_if_pending(fut: asyncio.Future[None]) -> None:

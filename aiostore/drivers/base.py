@@ -187,11 +187,18 @@ class Driver(abc.ABC, Generic[OptionsT]):
         #: ``reusable`` applied). A probe must not write to a store configured without
         #: WRITE_ACCESS: see :attr:`probe_writes`.
         self.configured: Capability = self.native_capabilities
+        #: What successful operations proved since the last probe, set before each probe: a
+        #: probe need not check it again (see :attr:`probe_writes`).
+        self.proven: Capability = Capability.NONE
 
     @property
     def probe_writes(self) -> bool:
-        """Whether a probe may write (WRITE_ACCESS is configured)."""
-        return Capability.WRITE_ACCESS in self.configured
+        """Whether a probe should write: WRITE_ACCESS is configured, and no successful write
+        since the last probe already proved it (a busy store runs no write probes)."""
+        return (
+            Capability.WRITE_ACCESS in self.configured
+            and Capability.WRITE_ACCESS not in self.proven
+        )
 
     @classmethod
     def from_config(cls, store: str, config: Mapping[str, Any]) -> Driver[OptionsT]:

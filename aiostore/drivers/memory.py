@@ -11,7 +11,8 @@ import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from types import MappingProxyType
+from typing import ClassVar, Final
 
 from ..errors import BadStoreConfiguration, Duplicate, InvalidRange, NotFound, StorageFull
 from ..sdk import (
@@ -42,6 +43,14 @@ class MemoryOptions:
 
 
 _versions = itertools.count(1)
+
+_HEALTHY: Final[ProbeResult] = MappingProxyType(
+    {
+        Capability.READ_ACCESS: Verdict.ok(),
+        Capability.READ_RANDOM: Verdict.ok(),
+        Capability.WRITE_ACCESS: Verdict.ok(),
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,16 +98,10 @@ class MemorySession(DriverSession):
 
     async def probe(self) -> ProbeResult:
         limit = self._d.options.max_bytes
-        verdicts = {
-            Capability.READ_ACCESS: Verdict.ok(),
-            Capability.READ_RANDOM: Verdict.ok(),
-            Capability.WRITE_ACCESS: Verdict.ok(),
-        }
-        if limit is not None and self._d.used >= limit:
-            verdicts[Capability.WRITE_ACCESS] = Verdict.full(
-                f"store full: {self._d.used} of {limit} bytes used"
-            )
-        return verdicts
+        if limit is None or self._d.used < limit:
+            return _HEALTHY
+        full = Verdict.full(f"store full: {self._d.used} of {limit} bytes used")
+        return {**_HEALTHY, Capability.WRITE_ACCESS: full}
 
     async def put(
         self,

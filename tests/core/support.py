@@ -15,6 +15,8 @@ from aiostore.drivers.base import BytesReader, Driver, DriverReader, DriverSessi
 from aiostore.errors import Duplicate, NotFound
 
 ALL = Capability.RW_RANDOM | Capability.DRIVER_REUSABLE
+#: Probes of every FakeDriver in flight now, and the most ever at once.
+IN_FLIGHT = [0, 0]
 
 #: Session methods that do the I/O of an operation (the "driver body" of the check matrix).
 BODY_METHODS = ("put", "open", "read", "write", "delete", "stat", "exists", "list")
@@ -97,8 +99,15 @@ class FakeSession(DriverSession):
 
     async def probe(self) -> ProbeResult:
         self.d.calls["probe"] += 1
-        if self.d.probe_delay:
-            await asyncio.sleep(self.d.probe_delay)
+        if self.d.probe_writes:
+            self.d.calls["probe_write"] += 1
+        IN_FLIGHT[0] += 1
+        IN_FLIGHT[1] = max(IN_FLIGHT[1], IN_FLIGHT[0])
+        try:
+            if self.d.probe_delay:
+                await asyncio.sleep(self.d.probe_delay)
+        finally:
+            IN_FLIGHT[0] -= 1
         verdicts = {
             Capability.READ_ACCESS: Verdict.ok(),
             Capability.READ_RANDOM: Verdict.ok(),
