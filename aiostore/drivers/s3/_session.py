@@ -32,6 +32,7 @@ from ...sdk import (
     ObjectInfo,
     ProbeResult,
 )
+from ._body import Body
 from ._errors import client_error, operation
 from ._metadata import META_KEY, TOKEN_KEY, encode_metadata
 from ._multipart import put_multipart, reap_stranded
@@ -212,16 +213,15 @@ class S3Session(DriverSession):
     async def _put_single(
         self, key: str, body: bytes, meta: dict[str, str], token: str, overwrite: bool
     ) -> None:
-        args: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": self.name(key),
-            "Body": body,
-            "Metadata": meta,
-        }
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.name(key), "Metadata": meta}
         if not overwrite:
             args["IfNoneMatch"] = "*"
         budget = self.retry.attempts()
-        put = functools.partial(self.client.put_object, **args)
+
+        async def put() -> Any:
+            # A fresh body per attempt (each reads from the start); see _body for why not bytes.
+            return await self.client.put_object(Body=Body(body), **args)
+
         try:
             await self.call("PutObject", put, key=key, write=True, budget=budget)
         except Duplicate:
