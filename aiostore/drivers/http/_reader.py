@@ -151,9 +151,13 @@ class HTTPReader(DriverReader):
             if not block:
                 await self._recover(BodyEnded(self.size - remaining, self.size))
                 continue
+            remaining -= len(block)
+            self._remaining = remaining
+            if not remaining and not parts:  # the common case: the whole body at once
+                self._finish()
+                return block
             parts.append(block)
-            self._remaining = remaining - len(block)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return b"".join(parts)
 
     async def _recover(self, exc: Exception) -> None:
         """Resume after ``exc`` broke the body, or raise it translated."""
