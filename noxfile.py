@@ -38,6 +38,8 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against the raw libraries (and peers when installed). ``-- --quick`` for CI."""
     session.install("-e", ".[test,bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+    quick = ["--quick"] if "--quick" in session.posargs else []
+    session.run("python", "-m", "benchmarks.bench_probe", *quick)
 
 
 @nox.session(python=PYTHON)

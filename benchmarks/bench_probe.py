@@ -1,5 +1,9 @@
 """Probe benchmark: what probing costs, and how fast it notices a fault.
 
+Scenarios ``scale-N-memory-1s`` and ``scale-N-file-1s`` (issue 20): 1,000 stores (``--quick``:
+200) probed every second; CPU fraction of one core and CPU µs per probe, against the goals of
+2 % (memory) and 25 % (file) of a core per 1,000 stores.
+
 Scenarios (one manager of 200 memory stores, every store probed every 50 ms, timeout 50 ms,
 ``failures_to_revoke = successes_to_restore = 2``):
 
@@ -124,6 +128,40 @@ async def _detection(
     return latencies, cpu_fraction, lags
 
 
+#: Issue 20's goals at scale: CPU (fraction of one core) for 1,000 stores probed every second.
+SCALE_TARGETS = {"memory": 0.02, "file": 0.25}
+
+
+async def _scale(driver: str, stores: int, duration: float, root: str) -> dict[str, float]:
+    """``stores`` stores of ``driver`` probed every second, measured after a warm-up interval."""
+    config: dict[str, Any] = {
+        "probe": {"interval": 1.0},
+        "stores": {
+            f"s{i:04d}": (
+                {"driver": "memory"}
+                if driver == "memory"
+                else {"driver": "file", "root": f"{root}/s{i:04d}"}
+            )
+            for i in range(stores)
+        },
+    }
+    async with StoreManager(config) as manager:
+        await asyncio.sleep(1.5)
+        return await _steady(manager, duration)
+
+
+async def measure_scale(quick: bool) -> dict[str, dict[str, float]]:
+    import tempfile
+
+    stores, duration = (200, 3.0) if quick else (1000, 10.0)
+    out = {}
+    for driver in ("memory", "file"):
+        with tempfile.TemporaryDirectory(prefix="aiostore-probe-") as root:
+            out[driver] = await _scale(driver, stores, duration, root)
+    out["stores"] = {"n": float(stores)}
+    return out
+
+
 async def measure(quick: bool) -> dict[str, Any]:
     duration = 2.0 if quick else 10.0
     async with StoreManager(_config()) as manager:
@@ -132,7 +170,9 @@ async def measure(quick: bool) -> dict[str, Any]:
         latencies, cpu_faults, lags = await _detection(manager, duration)
     async with StoreManager({**_config(), "probe": {"enabled": False}}) as idle:
         baseline = await _steady(idle, min(duration, 2.0))
+    scale = await measure_scale(quick)
     return {
+        "scale": scale,
         "steady": steady,
         "baseline": baseline,
         "latencies": latencies,
@@ -185,6 +225,22 @@ def summarize(m: dict[str, Any]) -> list[dict[str, Any]]:
         _row("detection", "event-loop", "lag_p50_ms", round(lag50 * 1e3, 1)),
         _row("detection", "event-loop", "lag_p99_ms", round(lag99 * 1e3, 1)),
     ]
+    n = int(m["scale"]["stores"]["n"])
+    for driver, target in SCALE_TARGETS.items():
+        got = m["scale"][driver]
+        scenario = f"scale-{n}-{driver}-1s"
+        rows += [
+            _row(scenario, "aiostore", "probes_per_s", round(got["probes_per_s"], 1)),
+            _row(scenario, "aiostore", "cpu_us_per_probe", round(got["cpu_us_per_probe"], 1)),
+            # ratio: CPU over the goal scaled to this many stores (≤ 1 meets it)
+            _row(
+                scenario,
+                "aiostore",
+                "cpu_fraction",
+                round(got["cpu_fraction"], 4),
+                round(got["cpu_fraction"] / (target * n / 1000), 2),
+            ),
+        ]
     return rows
 
 
@@ -215,6 +271,13 @@ def _table(rows: list[dict[str, Any]]) -> str:
         f"(interval × failures_to_revoke + timeout + 20 ms): {p99['value']} ms "
         f"({'met' if p99['ratio'] is not None and p99['ratio'] <= 1 else 'NOT met'})"
     )
+    for r in rows:
+        if r["scenario"].startswith("scale-") and r["metric"] == "cpu_fraction":
+            driver = r["scenario"].split("-")[2]
+            lines.append(
+                f"target: {r['scenario']} ≤ {SCALE_TARGETS[driver] * 100:g}% of a core per 1,000"
+                f" stores: {r['value'] * 100:.1f}% ({'met' if r['ratio'] <= 1 else 'NOT met'})"
+            )
     return "\n".join(lines)
 
 
