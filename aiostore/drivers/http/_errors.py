@@ -42,11 +42,12 @@ class ObjectChanged(Exception):
 
 def retryable(exc: BaseException) -> bool:
     """Worth another request: a 5xx/429 answer, a dropped connection, a body cut short.
-    Not a timeout (the caller's deadline), not an answer that broke the protocol."""
+    Not a timeout (the caller's deadline), not a TLS failure, not an answer that broke the
+    protocol."""
     if isinstance(exc, BadStatus):
         return exc.status >= 500 or exc.status == 429
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return False
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError | aiohttp.ClientSSLError):
+        return False  # a certificate that failed verification will fail again
     return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | BodyEnded)
 
 
