@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import random
@@ -680,12 +681,23 @@ async def test_start_creates_the_root_and_sweeps_stale_files(tmp_path: Path) -> 
     for name in stale:
         (root / name).write_bytes(b"{}")
         os.utime(root / name, (old, old))
-    (d / ".fresh.aiostore-tmp-111111111111").write_bytes(b"a put in progress elsewhere")
-    async with file_manager(root) as m:
-        for name, removed in stale.items():
-            assert (root / name).exists() is not removed, name
-        assert (d / ".fresh.aiostore-tmp-111111111111").exists()
-        assert await m["f"].read("d/live") == b"object"
+    # A put in progress in another process: its writer holds an flock on the file, however old
+    # its last change; and a file changed just now (its writer may not have locked it yet).
+    live = d / ".live.aiostore-tmp-111111111111"
+    live.write_bytes(b"a put in progress elsewhere")
+    os.utime(live, (old, old))
+    (d / ".fresh.aiostore-tmp-222222222222").write_bytes(b"just created")
+    holder = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        async with file_manager(root) as m:
+            for name, removed in stale.items():
+                assert (root / name).exists() is not removed, name
+            assert live.exists()
+            assert (d / ".fresh.aiostore-tmp-222222222222").exists()
+            assert await m["f"].read("d/live") == b"object"
+    finally:
+        os.close(holder)
 
 
 def test_options_are_validated(tmp_path: Path) -> None:

@@ -219,16 +219,19 @@ async def scenario_fuse_dead_writer_reclaimed(work: Path) -> Observations:
         assert await _eventually(lambda: bool(_temp_files(root)))
         own = _temp_files(root)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        child = _spawn(
-            sys.executable, "-m", "tests.reliability.crash_child", str(root), "3",
-            stdout=subprocess.PIPE, cwd=REPO, env=env,
-        )  # fmt: skip
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        # Kill the child mid-put: while its temporary file exists.
-        assert await _eventually(lambda: len(_temp_files(root)) > len(own), 20)
-        child.kill()
-        child.wait()
+        for seed in range(3, 10):  # until a kill lands mid-put (not between two puts)
+            child = _spawn(
+                sys.executable, "-m", "tests.reliability.crash_child", str(root), str(seed),
+                stdout=subprocess.PIPE, cwd=REPO, env=env,
+            )  # fmt: skip
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+            # Kill the child mid-put: while its temporary file exists.
+            assert await _eventually(lambda: len(_temp_files(root)) > len(own), 20)
+            child.kill()
+            child.wait()
+            if len(_temp_files(root)) > len(own):
+                break
         obs["after_kill"] = len(_temp_files(root)) - len(own)
         started = time.monotonic()
         await _eventually(lambda: _temp_files(root) == own, 5)

@@ -72,6 +72,8 @@ class Prober:
         self._claim: Claim | None = None
         self._count = 0
         self._healthy = False
+        #: Whether the root's file system has O_TMPFILE (None: not known yet).
+        self._tmpfile: bool | None = None
 
     def claim(self) -> Claim | None:
         """The right to probe now; None while a previous probe's thread has not returned."""
@@ -157,39 +159,37 @@ class Prober:
                 )
         self._count += 1
         sync = not self._healthy or self._count % FSYNC_EVERY == 0
-        try:
-            dfd = os.open(t.root, DIR)
-        except OSError as exc:
-            return Verdict.fail(f"root not accessible: {strerror(exc)}")
-        try:
-            error = self._write_probe_file(dfd, sync)
-        finally:
-            os.close(dfd)
+        error = self._write_probe_file(sync)
         if error is not None:
+            self._tmpfile = None  # learn again: the root may be another file system by now
             return error
-        try:
-            reclaim(t)
-        except OSError as exc:  # pragma: no cover - reclaim swallows per-file errors
-            log.info("file store root %s: reclaiming temporary files failed: %s", t.root, exc)
+        if t.tmp_dir_seen or sync:  # a neighbour may have made the directory meanwhile
+            try:
+                reclaim(t)
+            except OSError as exc:  # pragma: no cover - reclaim swallows per-file errors
+                log.info("file store root %s: reclaiming temporary files failed: %s", t.root, exc)
         return Verdict.ok(f"{human(free)} free" if total > 0 else "")
 
-    def _write_probe_file(self, dfd: int, sync: bool) -> Verdict | None:
-        t = self.tree
-        name = None
+    def _write_probe_file(self, sync: bool) -> Verdict | None:
+        root = self.tree.root
+        dfd = name = None
         try:
-            dev = os.fstat(dfd).st_dev
             fd = -1
-            if HAS_TMPFILE and dev not in t.named_tmp_devs:
+            if HAS_TMPFILE and self._tmpfile is not False:
                 try:
-                    fd = os.open(".", _RDWR_TMPFILE, 0o600, dir_fd=dfd)
+                    fd = os.open(root, _RDWR_TMPFILE, 0o600)  # one call: no directory fd
+                    self._tmpfile = True
                 except OSError as exc:
                     if exc.errno not in NO_TMPFILE:
                         raise
-                    t.named_tmp_devs.add(dev)
+                    self._tmpfile = False
             if fd < 0:
+                dfd = os.open(root, DIR)
                 name = f"{PROBE}{secrets.token_hex(6)}"
                 fd = os.open(name, _NAMED, 0o600, dir_fd=dfd)
         except OSError as exc:
+            if dfd is not None:
+                os.close(dfd)
             return _write_failed(exc)
         error = None
         try:
@@ -202,8 +202,10 @@ class Prober:
             error = _write_failed(exc)
         finally:
             close_quietly(fd)
-            if name is not None and not unlink_quietly(name, dfd) and error is None:
-                error = Verdict.fail("cannot remove the probe file")
+            if dfd is not None:
+                if name is not None and not unlink_quietly(name, dfd) and error is None:
+                    error = Verdict.fail("cannot remove the probe file")
+                os.close(dfd)
         return error
 
 

@@ -73,7 +73,7 @@ def sweep(tree: Tree) -> int:
     """The start-up sweep of the whole tree. Returns how many files it removed."""
     dfd = os.open(tree.root, DIR)
     try:
-        removed = _sweep(dfd, time.time() - GRACE, time.time() - STALE_AFTER)
+        removed = _sweep(tree, dfd, time.time() - GRACE, time.time() - STALE_AFTER)
     finally:
         os.close(dfd)
     if removed:
@@ -81,7 +81,7 @@ def sweep(tree: Tree) -> int:
     return removed
 
 
-def _sweep(dfd: int, dead_before: float, stale_before: float) -> int:
+def _sweep(tree: Tree, dfd: int, dead_before: float, stale_before: float) -> int:
     removed = 0
     inodes: set[int] = set()
     internal: list[str] = []
@@ -117,9 +117,10 @@ def _sweep(dfd: int, dead_before: float, stale_before: float) -> int:
             continue
         try:
             if name == TMP_DIR:
+                tree.tmp_dir_seen = True
                 removed += sum(_remove_if_dead(sub, n, dead_before) for n in os.listdir(sub))
             else:
-                removed += _sweep(sub, dead_before, stale_before)
+                removed += _sweep(tree, sub, dead_before, stale_before)
         finally:
             os.close(sub)
     return removed

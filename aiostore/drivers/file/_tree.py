@@ -54,6 +54,8 @@ class Tree:
         self.sidecar_devs: set[int] = set()
         #: st_dev of file systems found without O_TMPFILE (named temporary files there).
         self.named_tmp_devs: set[int] = set()
+        #: ``<root>/.aiostore-tmp`` exists (probes reclaim dead writers' files from it).
+        self.tmp_dir_seen = False
 
     # -- walking --------------------------------------------------------------------------------
     def open_root(self, write: bool) -> int:

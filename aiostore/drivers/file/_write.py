@@ -183,6 +183,7 @@ class Put:
                 fd = os.open(TMP_DIR, DIR_NOFOLLOW, dir_fd=root)
         finally:
             os.close(root)
+        self.tree.tmp_dir_seen = True
         if os.fstat(fd).st_dev == dev:
             return fd
         os.close(fd)
