@@ -21,6 +21,9 @@ from ._app import create_app as create_app
 from ._app import setup as setup
 from ._errors import status_for as status_for
 from ._keys import STORES as STORES
+from ._metrics import PrometheusInstrument as PrometheusInstrument
+from ._metrics import metrics_for as metrics_for
+from ._metrics import metrics_routes as metrics_routes
 from ._routes import META_HEADER as META_HEADER
 from ._routes import object_routes as object_routes
 from ._server_options import ServerOptions as ServerOptions
@@ -29,8 +32,11 @@ __all__ = [
     "META_HEADER",
     "STORES",
     "ManagerOrConfig",
+    "PrometheusInstrument",
     "ServerOptions",
     "create_app",
+    "metrics_for",
+    "metrics_routes",
     "object_routes",
     "setup",
     "status_for",

@@ -11,6 +11,7 @@ from aiohttp import web
 from .._manager import StoreManager
 from ._events import EventStreams
 from ._keys import EVENT_STREAMS, STORES
+from ._metrics import metrics_for
 from ._middleware import error_middleware
 from ._routes import object_routes
 from ._server_options import load_config
@@ -58,6 +59,7 @@ def setup(app: web.Application, manager_or_config: ManagerOrConfig) -> StoreMana
     app[STORES] = manager
     app[EVENT_STREAMS] = streams
     app.middlewares.append(error_middleware)
+    metrics_for(manager)  # count from the start; GET /metrics (metrics_routes) shows them
 
     async def run_manager(app: web.Application) -> AsyncIterator[None]:
         async with manager:
