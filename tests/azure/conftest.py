@@ -17,11 +17,11 @@ import pytest
 
 pytest.importorskip("azure.storage.blob", reason="the azure extra is not installed")
 
-from azure.storage.blob import BlobServiceClient, ContainerClient  # noqa: E402
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from aiostore import Store, StoreManager  # noqa: E402
-from tests.support.faultproxy import FaultProxy  # noqa: E402
-from tests.support.net import free_port  # noqa: E402
+from aiostore import Store, StoreManager
+from tests.support.faultproxy import FaultProxy
+from tests.support.net import free_port
 
 ACCOUNT = "devstoreaccount1"
 #: Azurite's well-known development key (public, from Azurite's documentation).

@@ -22,7 +22,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
-from ...errors import Duplicate, StoreError
+from ...errors import Duplicate, NotFound, StoreError
 from ...sdk import (
     Attempts,
     BytesReader,
@@ -61,10 +61,11 @@ def open_client(driver: AzureDriver) -> BlobServiceClient:
     """A service client whose transport owns its aiohttp session (closed with the client)."""
     o = driver.options
     settings: dict[str, Any] = {
-        "transport": AioHttpTransport(),
+        # Timeouts belong to the transport: the client's own keywords do not reach a given one.
+        "transport": AioHttpTransport(
+            connection_timeout=o.connect_timeout, read_timeout=o.read_timeout
+        ),
         "retry_total": 0,  # the driver's RetryPolicy retries
-        "connection_timeout": o.connect_timeout,
-        "read_timeout": o.read_timeout,
         "max_single_get_size": READ_CHUNK,
         "max_chunk_get_size": READ_CHUNK,
         "max_single_put_size": o.block_size,
@@ -170,9 +171,18 @@ class AzureSession(DriverSession):
                     first, length=len(first), overwrite=overwrite, metadata=headers
                 )
 
-            await self._commit(key, blob, upload, token, overwrite)
-            return
-        block_ids = await self._stage(key, blob, _prepend((first, second), pieces), token)
+            try:
+                await self._commit(key, blob, upload, token, overwrite)
+                return
+            except Duplicate:
+                # The service may also refuse a create-only Put Blob when the name holds only
+                # uncommitted blocks (an earlier put's, failed or cancelled): when no blob is
+                # there, commit this one as a block list, which is conditional and atomic too.
+                if overwrite or await self._visible(blob):
+                    raise
+            block_ids = await self._stage(key, blob, _prepend((first,), _nothing()), token)
+        else:
+            block_ids = await self._stage(key, blob, _prepend((first, second), pieces), token)
         condition: dict[str, Any] = (
             {} if overwrite else {"match_condition": MatchConditions.IfMissing}
         )
@@ -183,6 +193,14 @@ class AzureSession(DriverSession):
             )
 
         await self._commit(key, blob, commit, token, overwrite)
+
+    async def _visible(self, blob: BlobClient) -> bool:
+        """Whether a committed blob exists under this name."""
+        try:
+            await self._call("get properties", blob.get_blob_properties)
+        except NotFound:
+            return False
+        return True
 
     async def _stage(
         self, key: str, blob: BlobClient, pieces: AsyncIterator[bytes], token: str
@@ -318,14 +336,12 @@ class AzureSession(DriverSession):
 
     # -- probe ----------------------------------------------------------------------------------
     async def probe(self) -> ProbeResult:
-        """Container properties (READ_ACCESS); with ``probe_write`` a put, a ranged get and a
-        delete of a tiny blob (WRITE_ACCESS, READ_RANDOM). One attempt per request: the probe
+        """A one-name listing of the container (READ_ACCESS); with ``probe_write`` a put, a
+        ranged get and a delete of a tiny blob (WRITE_ACCESS, READ_RANDOM). One attempt per request: the probe
         reports health as it is. A probe slower than ``degraded_latency`` revokes READ_RANDOM."""
         started = time.monotonic()
         verdicts: dict[Capability, Verdict] = {}
-        failed = await self._step(
-            "get container properties", self._container.get_container_properties
-        )
+        failed = await self._step("list", self._list_one)
         verdicts[Capability.READ_ACCESS] = Verdict.fail(failed) if failed else Verdict.ok()
         if failed:
             verdicts[Capability.READ_RANDOM] = Verdict.fail(failed)
@@ -355,6 +371,15 @@ class AzureSession(DriverSession):
             )
         verdicts.setdefault(Capability.READ_RANDOM, Verdict.ok())
         return verdicts
+
+    async def _list_one(self) -> None:
+        """One page of at most one name: needs only list permission (a container SAS has no
+        right to the container's properties)."""
+        pages: Any = self._container.list_blobs(
+            name_starts_with=self._prefix, results_per_page=1
+        ).by_page()
+        async for _ in await anext(pages):
+            pass
 
     async def _step(
         self, operation: str, fn: Callable[[], Awaitable[Any]], *, write: bool = False
@@ -456,6 +481,11 @@ async def _prepend(heads: tuple[bytes, ...], rest: AsyncIterator[bytes]) -> Asyn
         yield head
     async for piece in rest:
         yield piece
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # an empty async generator
 
 
 async def _settle(tasks: set[asyncio.Task[None]], keep: int) -> None:
