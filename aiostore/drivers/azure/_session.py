@@ -337,8 +337,9 @@ class AzureSession(DriverSession):
     # -- probe ----------------------------------------------------------------------------------
     async def probe(self) -> ProbeResult:
         """A one-name listing of the container (READ_ACCESS); with ``probe_write`` a put, a
-        ranged get and a delete of a tiny blob (WRITE_ACCESS, READ_RANDOM). One attempt per request: the probe
-        reports health as it is. A probe slower than ``degraded_latency`` revokes READ_RANDOM."""
+        ranged get and a delete of a tiny blob (WRITE_ACCESS, READ_RANDOM). One attempt per
+        request: the probe reports health as it is. A probe slower than ``degraded_latency``
+        revokes READ_RANDOM."""
         started = time.monotonic()
         verdicts: dict[Capability, Verdict] = {}
         failed = await self._step("list", self._list_one)
