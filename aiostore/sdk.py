@@ -19,6 +19,8 @@ driver can do all that they do. ``docs/drivers.md`` walks through writing one.
   budget per logical operation.
 - **Streams**: :func:`rechunk` (fixed-size parts from a put stream) and
   :data:`THREAD_HASH_MIN` (the size from which hashing a chunk in a thread pays off).
+- **Metadata in headers**: :func:`encode_metadata` / :func:`decode_metadata` (nested JSON as
+  one ASCII value, for backends whose metadata is HTTP headers).
 - **Secrets**: :func:`install_secret_filter` (scrub secrets from a vendor library's log records).
 """
 
@@ -34,6 +36,8 @@ from ._errormap import map_os_error as map_os_error
 from ._errormap import os_error_map as os_error_map
 from ._keys import validate_key as validate_key
 from ._keys import validate_prefix as validate_prefix
+from ._metacodec import decode_metadata as decode_metadata
+from ._metacodec import encode_metadata as encode_metadata
 from ._redact import install_secret_filter as install_secret_filter
 from ._retry import Attempts as Attempts
 from ._retry import RetryPolicy as RetryPolicy
@@ -70,6 +74,8 @@ __all__ = [
     "ProbeResult",
     "RetryPolicy",
     "Verdict",
+    "decode_metadata",
+    "encode_metadata",
     "install_secret_filter",
     "map_os_error",
     "os_error_map",
