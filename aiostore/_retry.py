@@ -19,6 +19,8 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity import wait_random_exponential as _wait
 
+from .errors import BackendUnavailable
+
 __all__ = ["Attempts", "RetryPolicy"]
 
 T = TypeVar("T")
@@ -72,10 +74,16 @@ class RetryPolicy:
     ) -> T:
         """``await fn()``, retried while the failure is retryable and the budget lasts.
 
-        The last failure is re-raised as it is (the driver's error map translates it).
+        The last failure is re-raised as it is (the driver's error map translates it). A budget
+        already spent (a resume after every attempt was made) raises ``BackendUnavailable``
+        without a request.
         """
         budget = budget if budget is not None else Attempts(self.max_attempts)
         retryable = retryable or self.retryable
+        if budget.left <= 0:
+            raise BackendUnavailable(
+                f"{what}: no attempt left (all {budget.limit} of this operation were made)"
+            )
         budget.made += 1
         try:
             return await fn()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import aiohttp
 
-from ...capabilities.flags import Capability
 from ...errors import (
     BackendUnavailable,
     Duplicate,
@@ -14,7 +13,7 @@ from ...errors import (
     StorageWriteDenied,
     StoreError,
 )
-from ...sdk import ErrorContext, ErrorMap
+from ...sdk import Capability, ErrorContext, ErrorMap
 
 __all__ = ["AuthError", "SwiftStatus", "errors", "retryable"]
 
