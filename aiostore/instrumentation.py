@@ -64,24 +64,28 @@ class Instrument(Protocol):
 class Instruments:
     """The registered instruments of one manager; ``bool()`` is False when there are none."""
 
-    __slots__ = ("_change", "_operation", "_probe")
+    __slots__ = ("_change", "_operation", "_probe", "wants_operations")
 
     def __init__(self) -> None:
         self._operation: list[Any] = []
         self._probe: list[Any] = []
         self._change: list[Any] = []
+        #: True when an instrument observes operations (a plain attribute: the hot path reads it).
+        self.wants_operations = False
 
     def add(self, instrument: object) -> None:
         for name, hooks in self._lists():
             hook = getattr(instrument, name, None)
             if callable(hook):
                 hooks.append(hook)
+        self.wants_operations = bool(self._operation)
 
     def remove(self, instrument: object) -> None:
         for name, hooks in self._lists():
             hook = getattr(instrument, name, None)
             if hook in hooks:
                 hooks.remove(hook)
+        self.wants_operations = bool(self._operation)
 
     def _lists(self) -> tuple[tuple[str, list[Any]], ...]:
         return (
@@ -89,10 +93,6 @@ class Instruments:
             ("on_probe", self._probe),
             ("on_change", self._change),
         )
-
-    @property
-    def wants_operations(self) -> bool:
-        return bool(self._operation)
 
     def operation(self, event: OperationEvent) -> None:
         self._emit(self._operation, event)
@@ -103,8 +103,7 @@ class Instruments:
     def change(self, change: CapabilityChange) -> None:
         self._emit(self._change, change)
 
-    @staticmethod
-    def _emit(hooks: list[Any], event: object) -> None:
+    def _emit(self, hooks: list[Any], event: object) -> None:
         for hook in list(hooks):
             try:
                 hook(event)
@@ -112,3 +111,5 @@ class Instruments:
                 log.exception("instrument hook %r failed; it is removed", hook)
                 if hook in hooks:
                     hooks.remove(hook)
+                if not hooks and hooks is self._operation:
+                    self.wants_operations = False

@@ -409,3 +409,23 @@ def test_importing_aiostore_loads_no_backend_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", out.stdout
+
+
+async def test_a_failing_instrument_is_removed_and_storage_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        calls = 0
+
+        def on_operation(self, event: OperationEvent) -> None:
+            Broken.calls += 1
+            raise RuntimeError("exporter down")
+
+    config = {"probe": QUIET, "stores": {"m": {"driver": "memory"}}}
+    async with StoreManager(config) as manager:
+        manager.instrument(Broken())
+        await manager["m"].put("k", b"x")
+        await manager["m"].put("k2", b"x")
+        assert Broken.calls == 1
+        assert not manager._instruments.wants_operations
+    assert any("exporter down" in (r.exc_text or "") or r.exc_info for r in caplog.records)
