@@ -219,11 +219,14 @@ async def test_invalid_key_400(rest: Rest, path: str) -> None:
 
 
 @pytest.mark.skipif(not HAS_FILE_DRIVER, reason="aiostore.drivers.file is missing")
-async def test_key_reserved_by_the_driver_400(tmp_path: Path) -> None:
-    """A key the file driver reserves for itself (.aiostore- names) is 400 InvalidKey too."""
+async def test_a_key_shaped_like_the_drivers_own_files_is_an_ordinary_key(tmp_path: Path) -> None:
+    """Every driver accepts the same keys (issue 15 #9): a name shaped like the file driver's
+    own files (.aiostore- names) is stored and read back like any other."""
     async with serve(rest_config("file", tmp_path)) as (client, _):
-        status, body = await put(client, "/stores/s/objects/x/.a.aiostore-tmp-1", b"x")
-        assert (status, body["error"]) == (400, "InvalidKey")
+        status, _ = await put(client, "/stores/s/objects/x/.a.aiostore-tmp-1", b"x")
+        assert status == 201
+        got = await client.get("/stores/s/objects/x/.a.aiostore-tmp-1")
+        assert (got.status, await got.read()) == (200, b"x")
 
 
 async def test_invalid_metadata_400(rest: Rest) -> None:

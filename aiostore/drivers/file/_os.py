@@ -89,13 +89,6 @@ def is_link(dfd: int, name: str) -> bool:
         return False
 
 
-def is_dir(dfd: int, name: str) -> bool:
-    try:
-        return st_.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
-
-
 def unlink_quietly(name: str, dfd: int) -> bool:
     try:
         os.unlink(name, dir_fd=dfd)

@@ -19,7 +19,7 @@ import time
 from typing import Final
 
 from ._names import PROBE, SIDE, TMP, TMP_DIR, is_internal
-from ._os import DIR, DIR_NOFOLLOW, READ, close_quietly, lock_nowait, log
+from ._os import DIR, DIR_NOFOLLOW, READ, close_quietly, lock_nowait, log, unlink_quietly
 from ._tree import Tree
 
 __all__ = ["reclaim", "sweep"]
@@ -106,7 +106,7 @@ def _sweep(tree: Tree, dfd: int, dead_before: float, stale_before: float) -> int
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except OSError:
                 continue
-            if st.st_mtime < stale_before and _unlink(dfd, name):
+            if st.st_mtime < stale_before and unlink_quietly(name, dfd):
                 removed += 1
         elif (TMP in name or name.startswith(PROBE)) and _remove_if_dead(dfd, name, dead_before):
             removed += 1
@@ -124,11 +124,3 @@ def _sweep(tree: Tree, dfd: int, dead_before: float, stale_before: float) -> int
         finally:
             os.close(sub)
     return removed
-
-
-def _unlink(dfd: int, name: str) -> bool:
-    try:
-        os.unlink(name, dir_fd=dfd)
-    except OSError:
-        return False
-    return True
