@@ -14,7 +14,7 @@ from ._keys import EVENT_STREAMS, STORES
 from ._metrics import metrics_for
 from ._middleware import error_middleware
 from ._routes import object_routes
-from ._server_options import load_config
+from ._server_options import ServerOptions, load_config
 
 __all__ = ["ManagerOrConfig", "as_manager", "create_app", "setup"]
 
@@ -75,6 +75,7 @@ def create_app(
     *,
     dashboard: bool = True,
     heartbeat: float = 15.0,
+    server: ServerOptions | None = None,
     **app_kwargs: Any,
 ) -> web.Application:
     """A ready application: :func:`setup` plus :func:`~aiostore.web.object_routes`.
@@ -83,9 +84,19 @@ def create_app(
         manager_or_config: as for :func:`setup`.
         dashboard: serve the dashboard page at ``/``.
         heartbeat: seconds between ``: ping`` comments on ``/events``.
+        server: the ``[server]`` options: upload limits (``body_timeout``, ``max_uploads``).
+            ``host`` and ``port`` are the caller's to use.
         app_kwargs: passed to :class:`aiohttp.web.Application`.
     """
+    server = server if server is not None else ServerOptions()
     app = web.Application(**app_kwargs)
     setup(app, manager_or_config)
-    app.add_routes(object_routes(dashboard=dashboard, heartbeat=heartbeat))
+    app.add_routes(
+        object_routes(
+            dashboard=dashboard,
+            heartbeat=heartbeat,
+            body_timeout=server.body_timeout,
+            max_uploads=server.max_uploads,
+        )
+    )
     return app

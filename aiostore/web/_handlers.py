@@ -503,7 +503,14 @@ async def _send(
         async for chunk in reader:
             await resp.write(chunk)
             sent += len(chunk)
-    except ConnectionResetError as exc:
+    except StoreError as exc:  # before ConnectionError: BackendUnavailable is one too
+        # The status line is out: all that is left is to cut the connection, so the client
+        # sees a short body rather than a complete-looking one.
+        log.warning("GET %s %r failed after %d of %d bytes: %s", store.name, key, sent, n, exc)
+        if request.transport is not None:
+            request.transport.close()
+        return resp
+    except ConnectionError as exc:  # aiohttp: ConnectionResetError, or "Connection lost"
         log.info(
             "GET %s %r: the client went away after %d of %d bytes (%s)",
             store.name,
@@ -513,14 +520,7 @@ async def _send(
             exc,
         )
         return resp
-    except StoreError as exc:
-        # The status line is out: all that is left is to cut the connection, so the client
-        # sees a short body rather than a complete-looking one.
-        log.warning("GET %s %r failed after %d of %d bytes: %s", store.name, key, sent, n, exc)
-        if request.transport is not None:
-            request.transport.close()
-        return resp
-    with contextlib.suppress(ConnectionResetError):
+    with contextlib.suppress(ConnectionError):
         await resp.write_eof()
     return resp
 
@@ -568,7 +568,7 @@ async def events(settings: RouteSettings, request: web.Request) -> web.StreamRes
                 # This client fell behind and lost changes: repaint it from scratch.
                 dropped = sub.dropped
                 await resp.write(sse("snapshot", snapshot_event(manager)))
-    except ConnectionResetError:
+    except ConnectionError:
         log.debug("GET /events: the client went away")
     finally:
         streams.discard(sub)

@@ -40,7 +40,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise  # redirects and other non-errors stay as they are
         return http_error_response(exc, request)
-    except ConnectionResetError as exc:
+    except ConnectionError as exc:
         # The client went away (mid-download, mid-upload): nothing to answer, nothing broken.
         log.info("%s %s: the client went away (%s)", request.method, request.path, exc)
         return web.Response(status=499)

@@ -19,7 +19,7 @@ from aiostore.capabilities.probe import ProbeResult, Verdict
 from aiostore.drivers.base import Driver, DriverReader, DriverSession, NoOptions
 from aiostore.drivers.memory import MemoryDriver
 from aiostore.errors import BackendUnavailable, NotFound
-from aiostore.web import STORES, create_app
+from aiostore.web import STORES, ServerOptions, create_app
 
 HAS_FILE_DRIVER = importlib.util.find_spec("aiostore.drivers.file") is not None
 #: The real drivers every REST test runs on.
@@ -146,10 +146,13 @@ def rest_config(backend: str, tmp_path: Path) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def serve(
-    config: dict[str, Any] | StoreManager, *, heartbeat: float = 15.0
+    config: dict[str, Any] | StoreManager,
+    *,
+    heartbeat: float = 15.0,
+    server: ServerOptions | None = None,
 ) -> AsyncIterator[tuple[TestClient[Any, Any], StoreManager]]:
     """The app of ``aiostore.web.create_app`` on 127.0.0.1, with a client; the manager runs."""
-    app = create_app(config, heartbeat=heartbeat)
+    app = create_app(config, heartbeat=heartbeat, server=server)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client, app[STORES]
 
