@@ -129,9 +129,12 @@ class AzureSession(DriverSession):
         *,
         key: str | None = None,
         budget: Attempts | None = None,
+        step: str | None = None,
     ) -> T:
-        """One request, retried within ``budget`` (a fresh one when not given), mapped."""
-        what = f"Azure {operation}" + (f" {key!r}" if key is not None else "")
+        """One request, retried within ``budget`` (a fresh one when not given), mapped as part
+        of ``operation`` ("put", "get", ...: it decides what a failure revokes); ``step``
+        names the request in log records."""
+        what = f"Azure {step or operation}" + (f" {key!r}" if key is not None else "")
         with self._errors.mapping(key=key, operation=operation):
             return await self._retry.call(fn, budget=budget or self._retry.attempts(), what=what)
 
@@ -217,7 +220,10 @@ class AzureSession(DriverSession):
 
         async def stage(block_id: str, data: bytes) -> None:
             await self._call(
-                "stage block", lambda: blob.stage_block(block_id, data, length=len(data)), key=key
+                "put",
+                lambda: blob.stage_block(block_id, data, length=len(data)),
+                key=key,
+                step="stage block",
             )
 
         try:
@@ -456,7 +462,6 @@ class AzureReader(DriverReader):
         self._chunks = None
         if self._budget.left <= 0 or not retryable(exc):
             raise session._errors.translate(exc, key=self._key, operation="get") from exc
-        self._budget.made += 1  # the broken range request counts as an attempt
         downloader = await session._download(
             self._key,
             self._blob,

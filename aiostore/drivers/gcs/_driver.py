@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from typing import TYPE_CHECKING, ClassVar, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -89,6 +90,14 @@ class GCSDriver(Driver[GCSOptions]):
         if enforced != self.enforces_create_only:
             log.info("store %r: %s", self.store, ENFORCED if enforced else NOT_ENFORCED)
         self.enforces_create_only = enforced
+
+    def rebase(self, session_uri: str) -> str:
+        """A resumable upload's session URI, on ``endpoint_url`` when one is configured (an
+        emulator answers with its own address, which a proxy in front of it would miss)."""
+        if self.options.endpoint_url is None:
+            return session_uri
+        parts, root = urlsplit(session_uri), urlsplit(self.api_root)
+        return parts._replace(scheme=root.scheme, netloc=root.netloc).geturl()
 
     def location_prefix(self) -> str:
         return f"gs://{self.options.bucket}/{self.prefix}"

@@ -10,6 +10,7 @@ operation needed (WRITE_ACCESS for writes, READ_ACCESS for reads); so does a mis
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 import aiohttp
 
@@ -27,6 +28,8 @@ from ...errors import (
 from ...sdk import Capability, ErrorContext, ErrorMap
 
 __all__ = ["build_error_map", "describe", "retryable"]
+
+_BUCKET_LEVEL: Final = frozenset({"get bucket", "list", "put", "start upload"})
 
 
 def describe(exc: BaseException) -> str:
@@ -60,7 +63,8 @@ def build_error_map(scrub: Callable[[str], str], endpoint: str) -> ErrorMap:
         assert isinstance(exc, aiohttp.ClientResponseError)
         status = exc.status
         if status == 404:
-            if "bucket" in (exc.message or "").lower():
+            # Only a missing bucket makes a bucket request, a listing or an upload 404.
+            if ctx.operation in _BUCKET_LEVEL or "bucket" in (exc.message or "").lower():
                 return BackendUnavailable(
                     f"{said(exc, ctx)}: the bucket does not exist", revokes=lost(ctx)
                 )

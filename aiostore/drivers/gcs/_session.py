@@ -144,9 +144,12 @@ class GCSSession(DriverSession):
         *,
         key: str | None = None,
         budget: Attempts | None = None,
+        step: str | None = None,
     ) -> T:
-        """One request, retried within ``budget`` (a fresh one when not given), mapped."""
-        what = f"GCS {operation}" + (f" {key!r}" if key is not None else "")
+        """One request, retried within ``budget`` (a fresh one when not given), mapped as part
+        of ``operation`` ("put", "get", ...: it decides what a failure revokes); ``step``
+        names the request in log records."""
+        what = f"GCS {step or operation}" + (f" {key!r}" if key is not None else "")
         with self._errors.mapping(key=key, operation=operation):
             return await self._retry.call(fn, budget=budget or self._retry.attempts(), what=what)
 
@@ -241,9 +244,9 @@ class GCSSession(DriverSession):
                 self._uploads, params=params, json=body, headers=await self._auth()
             ) as resp:
                 resp.raise_for_status()
-                return resp.headers["Location"]
+                return self._driver.rebase(resp.headers["Location"])
 
-        uri = await self._call("start upload", start, key=key)
+        uri = await self._call("put", start, key=key, step="start upload")
         finished = False
         try:
             offset = 0
@@ -257,7 +260,7 @@ class GCSSession(DriverSession):
                     finished = True
                 else:
                     await self._call(
-                        "put chunk", self._sender(uri, current, offset, total), key=key
+                        "put", self._sender(uri, current, offset, total), key=key, step="put chunk"
                     )
                 offset += len(current)
                 current = following
@@ -605,7 +608,6 @@ class GCSReader(DriverReader):
         self._release()
         if self._budget.left <= 0 or not retryable(exc):
             raise session._errors.translate(exc, key=self._key, operation="get") from exc
-        self._budget.made += 1  # the broken request counts as an attempt
         self._response = await session._media(
             self._key, self._name, self._generation, self._start + self._pos, self._end,
             self._budget, "resume",

@@ -1,0 +1,147 @@
+"""A small real HTTP proxy in front of fake-gcs-server that enforces ``ifGenerationMatch=0`` on
+uploads, as Google Cloud Storage does (the emulator ignores it).
+
+Media and multipart uploads with the precondition are checked when they arrive; a resumable
+upload started with it is checked when its last chunk (the one with the total size) arrives.
+The check and the forwarding run under one lock per object name, so the proxy is atomic like
+the real service. Everything else is forwarded unchanged; ``Location`` headers of resumable
+uploads are rewritten to point back at the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from types import TracebackType
+from typing import Final
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+
+__all__ = ["PreconditionProxy"]
+
+_HOP: Final = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"}
+)
+
+
+class PreconditionProxy:
+    """``async with PreconditionProxy(upstream_url) as proxy:`` — ``proxy.url`` is the endpoint."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.url = ""
+        #: Requests seen, by ``"METHOD kind"`` (kind: upload, chunk, object, list, other), and
+        #: how many uploads the proxy refused with 412.
+        self.seen: Counter[str] = Counter()
+        self.refused = 0
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._resumable: dict[str, tuple[str, str]] = {}
+        self._runner: web.AppRunner | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> PreconditionProxy:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._http = aiohttp.ClientSession(auto_decompress=False)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._http is not None:
+            await self._http.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- handling ---------------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        query = request.query
+        path = request.path
+        if path.startswith("/upload/storage/v1/b/") and request.method == "POST":
+            self.seen["POST upload"] += 1
+            bucket = path.split("/")[5]
+            kind = query.get("uploadType", "")
+            if query.get("ifGenerationMatch") == "0":
+                name = query.get("name") or _multipart_name(request.content_type, body)
+                if kind == "resumable":
+                    response = await self._forward(request, body)
+                    upload_id = _upload_id(response.headers.get("Location", ""))
+                    if upload_id:
+                        self._resumable[upload_id] = (bucket, name)
+                    return response
+                return await self._guarded(request, body, bucket, name)
+            return await self._forward(request, body)
+        if path.startswith("/upload/storage/v1/b/") and request.method == "PUT":
+            self.seen["PUT chunk"] += 1
+            target = self._resumable.get(query.get("upload_id", ""))
+            total = request.headers.get("Content-Range", "").rsplit("/", 1)[-1]
+            if target is not None and total not in ("", "*"):
+                return await self._guarded(request, body, *target)
+            return await self._forward(request, body)
+        if path.startswith("/upload/"):
+            self.seen[f"{request.method} upload"] += 1
+            return await self._forward(request, body)
+        kind = "object" if "/o/" in path else "list" if path.endswith("/o") else "other"
+        self.seen[f"{request.method} {kind}"] += 1
+        return await self._forward(request, body)
+
+    async def _guarded(
+        self, request: web.Request, body: bytes, bucket: str, name: str
+    ) -> web.StreamResponse:
+        lock = self._locks.setdefault((bucket, name), asyncio.Lock())
+        async with lock:
+            assert self._http is not None
+            url = f"{self.upstream}/storage/v1/b/{bucket}/o/{quote(name, safe='')}"
+            async with self._http.get(url) as resp:
+                exists = resp.status == 200
+            if exists:
+                self.refused += 1
+                error = {"error": {"code": 412, "message": "Precondition Failed"}}
+                return web.json_response(error, status=412)
+            return await self._forward(request, body)
+
+    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
+        assert self._http is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        async with self._http.request(
+            request.method,
+            self.upstream + request.rel_url.path_qs,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        ) as resp:
+            data = await resp.read()
+            out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
+        if "Location" in out:
+            out["Location"] = out["Location"].replace(self.upstream, self.url)
+        return web.Response(status=resp.status, body=data, headers=out)
+
+
+def _upload_id(location: str) -> str:
+    for part in location.split("?", 1)[-1].split("&"):
+        if part.startswith("upload_id="):
+            return part.split("=", 1)[1]
+    return ""
+
+
+def _multipart_name(content_type: str, body: bytes) -> str:
+    """The object name in the JSON part of a multipart upload."""
+    start = body.find(b"{")
+    end = body.find(b"\r\n--", start)
+    try:
+        return str(json.loads(body[start:end])["name"])
+    except (ValueError, KeyError):
+        return ""

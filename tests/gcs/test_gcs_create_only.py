@@ -1,0 +1,150 @@
+"""Create-only puts in both modes the probe can find: a server that ignores
+``ifGenerationMatch=0`` (fake-gcs-server itself: the per-process fallback) and one that enforces
+it (fake-gcs-server behind tests/gcs/preconditions.py: the server decides)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+import pytest
+
+from aiostore import Capability, Duplicate, Store, StoreManager
+from aiostore.drivers.gcs import GCSDriver
+
+from .conftest import CHUNK, Admin, ConfigFactory, FakeGCS, objects
+from .preconditions import PreconditionProxy
+
+
+def blob(size: int, salt: int = 0) -> bytes:
+    return bytes((i * 13 + salt) % 251 for i in range(size))
+
+
+async def pieces(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), 64 * 1024):
+        await asyncio.sleep(0)
+        yield data[i : i + 64 * 1024]
+
+
+def driver_of(manager: StoreManager) -> GCSDriver:
+    driver = manager["gcs"].driver
+    assert isinstance(driver, GCSDriver)
+    return driver
+
+
+async def write_verdict(manager: StoreManager) -> str:
+    async with manager.session("gcs") as session:
+        verdicts = await session.probe()
+    verdict = verdicts[Capability.WRITE_ACCESS]
+    assert verdict.healthy
+    return verdict.reason
+
+
+async def race(store: Store, key: str, payloads: list[bytes], streamed: bool) -> list[object]:
+    return await asyncio.gather(
+        *(store.put(key, pieces(p) if streamed else p) for p in payloads),
+        return_exceptions=True,
+    )
+
+
+def one_winner(results: list[object]) -> int:
+    winners = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, Duplicate) for i, r in enumerate(results) if i != winners[0])
+    return winners[0]
+
+
+async def test_the_emulator_ignores_the_precondition(fake_gcs: FakeGCS, bucket: str) -> None:
+    """The premise: fake-gcs-server overwrites on an upload sent with ifGenerationMatch=0."""
+    url = f"{fake_gcs.url}/upload/storage/v1/b/{bucket}/o?"
+
+    def premise() -> bytes:
+        for data in (b"first", b"second"):
+            query = urlencode({"uploadType": "media", "name": "k", "ifGenerationMatch": "0"})
+            request = urllib.request.Request(url + query, data=data)
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+        get = f"{fake_gcs.url}/storage/v1/b/{bucket}/o/k?alt=media"
+        with urllib.request.urlopen(get, timeout=10) as resp:
+            return bytes(resp.read())
+
+    assert await asyncio.to_thread(premise) == b"second"
+
+
+async def test_fallback_where_the_server_ignores_it(
+    gcs_config: ConfigFactory, admin: Admin, bucket: str
+) -> None:
+    """The probe finds out and says so; create-only puts (single and resumable) still have
+    exactly one winner among racing puts of this process and find existing objects."""
+    async with StoreManager(gcs_config()) as manager:
+        store = manager["gcs"]
+        driver = driver_of(manager)
+        assert driver.enforces_create_only is False
+        assert "ignores ifGenerationMatch=0" in await write_verdict(manager)
+        assert "per-process guard" in driver.create_only
+        for streamed, size in ((False, 10_000), (True, 3 * CHUNK + 5)):
+            key = f"race-{streamed}"
+            payloads = [blob(size + i, i) for i in range(6)]
+            winner = one_winner(await race(store, key, payloads, streamed))
+            assert await store.read(key) == payloads[winner]
+            with pytest.raises(Duplicate):
+                await store.put(key, pieces(blob(size)) if streamed else b"again")
+            assert await store.read(key) == payloads[winner]
+        assert driver.guard.held() == 0
+    assert objects(admin, bucket) == ["race-False", "race-True"]
+
+
+async def test_the_server_decides_where_it_enforces_it(fake_gcs: FakeGCS, bucket: str) -> None:
+    """Behind a proxy that enforces ifGenerationMatch=0 the probe finds that out; create-only
+    puts then leave the decision to the server: no look before the write, the server's 412
+    becomes Duplicate, racing single and resumable puts have one winner."""
+    async with PreconditionProxy(fake_gcs.url) as proxy:
+        config = {
+            "probe": {"interval": 3600.0, "timeout": 5.0},
+            "stores": {
+                "gcs": {
+                    "driver": "gcs",
+                    "bucket": bucket,
+                    "endpoint_url": proxy.url,
+                    "chunk_size": CHUNK,
+                }
+            },
+        }
+        async with StoreManager(config) as manager:
+            store = manager["gcs"]
+            driver = driver_of(manager)
+            assert driver.enforces_create_only is True
+            assert "enforces ifGenerationMatch=0" in await write_verdict(manager)
+            looks = proxy.seen["GET object"]
+            await store.put("k", b"first")
+            assert proxy.seen["GET object"] == looks  # no look before the write
+            refused = proxy.refused
+            with pytest.raises(Duplicate):
+                await store.put("k", b"second")
+            assert proxy.refused == refused + 1
+            with pytest.raises(Duplicate):
+                await store.put("k", pieces(blob(3 * CHUNK)))
+            assert proxy.refused == refused + 2
+            assert await store.read("k") == b"first"
+            for streamed, size in ((False, 10_000), (True, 2 * CHUNK + 5)):
+                key = f"race-{streamed}"
+                payloads = [blob(size + i, i) for i in range(6)]
+                winner = one_winner(await race(store, key, payloads, streamed))
+                assert await store.read(key) == payloads[winner]
+            assert driver.guard.held() == 0
+
+
+async def test_unknown_until_a_probe_writes(gcs_config: ConfigFactory) -> None:
+    """Without probe writes the mode stays unknown: the safe fallback is used, and the probe
+    verdict says why."""
+    async with StoreManager(gcs_config(probe_write=False)) as manager:
+        store = manager["gcs"]
+        assert driver_of(manager).enforces_create_only is None
+        assert "not known" in await write_verdict(manager)
+        await store.put("k", b"v")
+        with pytest.raises(Duplicate):
+            await store.put("k", b"w")
+        assert json.loads(json.dumps(manager.snapshot()))  # JSON-ready
