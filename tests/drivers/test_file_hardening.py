@@ -434,7 +434,8 @@ async def test_no_empty_directory_blocks_a_key(tmp_path: Path, driver: str) -> N
     key under a prefix, that prefix is free again as a key — as on the memory store."""
     async with _stores(tmp_path) as m:
         store = m[driver]
-        await _outcome(store.put("zz/" + "n" * 300, b"x"))  # InvalidKey on file, fine on memory
+        # A failed put under a long (300-byte) name: its directories go with it.
+        assert await _outcome(store.put("zz/" + "n" * 300, _fails())) != "ok"
         assert await _outcome(store.put("zz", b"zz")) == "ok"
         await store.put("pb/c", b"c")
         await store.delete("pb/c")
@@ -495,20 +496,25 @@ def _generated_keys() -> list[str]:
     rng = random.Random(15)
     atoms = [".", "aiostore-", "aiostore", "meta-", "tmp-", "probe-", "key-", "1", "x", "-", " ",
              "+", "%", "~", "é", "日本", "\\", "#", "..", "a.b", "\u00a0", "\t"]  # fmt: skip
-    keys = {".x.aiostore-meta-1", ".x.aiostore-tmp-0123", ".aiostore-probe-1",
+    keys = {"L" * 300, "é" * 200 + "/x", ".x.aiostore-" + "b" * 300, "a" * 1000,
+            "n" * 254, "n" * 255, "n" * 256, "\u65e5" * 85 + "/y", "\u65e5" * 86,
+            ".x.aiostore-meta-1", ".x.aiostore-tmp-0123", ".aiostore-probe-1",
             "d/.real.aiostore-tmp-0123456789ab", ".a.aiostore-meta-1/b", ".aiostore-tmp",
             ".aiostore-tmp/x", "\\.x.aiostore-meta-1", "#x", "..x", "x.."}  # fmt: skip
     while len(keys) < 400:
         segs = []
         for _ in range(rng.choice([1, 1, 2, 3])):
             segs.append("".join(rng.choice(atoms) for _ in range(rng.randint(1, 6))))
+        if rng.random() < 0.1:
+            segs.append(rng.choice(atoms) * rng.randint(60, 300))  # past NAME_MAX, often
         keys.add("/".join(segs))
     return sorted(keys)
 
 
 async def test_file_and_memory_accept_exactly_the_same_keys(tmp_path: Path) -> None:
-    """Issue 15 #9: names that look like the driver's own files are ordinary keys; the file
-    store accepts, lists and reads back exactly what the memory store does."""
+    """Issue 15 #9: names that look like the driver's own files, and segments longer than a file
+    name may be, are ordinary keys; the file store accepts, lists and reads back exactly what
+    the memory store does."""
     keys = _generated_keys()
     async with _stores(tmp_path) as m:
         outcomes: dict[str, dict[str, str]] = {"memory": {}, "file": {}}
@@ -528,9 +534,17 @@ async def test_file_and_memory_accept_exactly_the_same_keys(tmp_path: Path) -> N
         for key in listed["file"]:
             assert await m["file"].read(key) == key.encode()
             assert dict((await m["file"].stat(key)).metadata) == {"k": "v"}
+        long_keys = [k for k in listed["memory"] if len(k.encode()) > 300][:10]
+        assert long_keys
+        for key in long_keys:  # listing prefixes that end inside a long segment
+            for cut in (len(key) // 3, len(key) // 2, len(key) - 1):
+                got = {name: [i.key async for i in m[name].list(key[:cut])] for name in outcomes}
+                assert sorted(got["file"]) == sorted(got["memory"]), key[:cut]
         for key in listed["file"]:
             await m["file"].delete(key)
         assert [info async for info in m["file"].list()] == []
+    leftover_dirs = [p for p in (tmp_path / "root").rglob("*") if p.name != ".aiostore-tmp"]
+    assert leftover_dirs == []  # every emptied directory went with the last key under it
 
 
 if __name__ == "__main__":

@@ -13,59 +13,74 @@ from collections.abc import Generator, Iterator
 
 from ...errors import InvalidKey
 from ...sdk import ObjectInfo, validate_key
-from ._names import decode, encode
+from ._names import CONTINUED, decode, key_parts
 from ._os import DIR_NOFOLLOW, READ
 from ._reader import info_of
 from ._tree import SymlinkMet, Tree
 
 __all__ = ["take", "walk"]
 
+_FILE, _DIR, _CHAIN = 0, 1, 2
+
 
 def walk(tree: Tree, prefix: str) -> Generator[ObjectInfo, None, None]:
     """Every object whose key starts with ``prefix``, in key order (a generator: it holds
     directory fds while suspended; close it to release them)."""
     head, _, start = prefix.rpartition("/")
-    names = [encode(seg) for seg in head.split("/")] if head else []
+    names = key_parts(head) if head else []
     try:
         fd = tree.walk([*names, ""], False, False)
     except (FileNotFoundError, NotADirectoryError, SymlinkMet):
         return
     try:
-        yield from _scan(tree, fd, f"{head}/" if head else "", start)
+        yield from _scan(tree, fd, f"{head}/" if head else "", start, names)
     finally:
         os.close(fd)
 
 
-def _scan(tree: Tree, dfd: int, base: str, start: str) -> Iterator[ObjectInfo]:
-    entries: list[tuple[str, str, str, bool]] = []
+def _scan(tree: Tree, dfd: int, base: str, start: str, path: list[str]) -> Iterator[ObjectInfo]:
+    """The objects under the directory ``dfd``: its names are ``path``, its keys start with
+    ``base`` (mid-segment inside a long segment's chain) followed by ``start``."""
+    entries: list[tuple[str, str, str, int]] = []
     with os.scandir(dfd) as it:
         for e in it:
             seg = decode(e.name)
-            if seg is None or not seg.startswith(start):
+            if seg is None:
+                continue
+            chained = e.name.startswith(CONTINUED)
+            if not (seg.startswith(start) or (chained and start.startswith(seg))):
                 continue
             try:
                 if e.is_dir(follow_symlinks=False):
                     # Sort "a/..." where the key "a/x" sorts: '/' orders before most text.
-                    entries.append((seg + "/", seg, e.name, True))
-                elif e.is_file(follow_symlinks=False):
-                    entries.append((seg, seg, e.name, False))
+                    entries.append(
+                        (seg if chained else seg + "/", seg, e.name, _CHAIN if chained else _DIR)
+                    )
+                elif e.is_file(follow_symlinks=False) and not chained:
+                    entries.append((seg, seg, e.name, _FILE))
             except OSError:
                 continue
     entries.sort()
-    for _, seg, name, is_dir in entries:
-        if is_dir:
+    for _, seg, name, kind in entries:
+        if kind != _FILE:
             try:
                 sub = os.open(name, DIR_NOFOLLOW, dir_fd=dfd)
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed or replaced meanwhile
             try:
-                yield from _scan(tree, sub, base + seg + "/", "")
+                if kind == _DIR:
+                    yield from _scan(tree, sub, base + seg + "/", "", [*path, name])
+                else:  # the rest of a long segment is inside
+                    rest = start[len(seg) :] if start.startswith(seg) else ""
+                    yield from _scan(tree, sub, base + seg, rest, [*path, name])
             finally:
                 os.close(sub)
             continue
         key = base + seg
         if not _valid_key(key):
             continue  # a file placed by hand under a name no key can have
+        if any(n.startswith(CONTINUED) for n in path) and key_parts(key) != [*path, name]:
+            continue  # not how that key is stored: placed by hand
         info = _entry(tree, dfd, name, key)
         if info is not None:
             yield info

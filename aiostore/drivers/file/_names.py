@@ -2,13 +2,19 @@
 
 The driver's own files (temporary files, metadata sidecars, probe files) have names that start
 with ``.`` and contain ``.aiostore-``. A key segment of that shape is an ordinary key (the memory
-store accepts it, so every store must): it is stored under the name ``\\`` + segment. Key segments
-never contain a backslash, so such a name is never a plain key's, and the mapping is one-to-one:
+store accepts it, so every store must): it is stored under the name ``\\`` + segment. A segment
+too long for one file name (NAME_MAX, 255 bytes) is stored as a chain of directories named
+``\\+`` + the next 200 bytes of it, ending in the name of its last bytes. Key segments never
+contain a backslash, so none of these names is a plain key's, and the mapping is one-to-one:
 
-    key segment              file name
+    key segment              file names
     ``photo.jpg``            ``photo.jpg``
     ``.x.aiostore-meta-1``   ``\\.x.aiostore-meta-1``
+    ``a`` × 300              ``\\+`` + ``a`` × 200, then ``a`` × 100 inside it
     (internal)               ``.x.aiostore-meta-1``, ``.aiostore-tmp/…``, ``.aiostore-probe-…``
+
+Listings decode names back into keys and skip any name that is not the canonical encoding of
+the key it would decode to (files placed by hand).
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ from ...errors import InvalidKey
 
 MARK: Final = ".aiostore-"
 ESCAPE: Final = "\\"
+#: A directory holding the rest of a segment too long for one name.
+CONTINUED: Final = "\\+"
+NAME_MAX: Final = 255
+#: Bytes of a long segment per directory of its chain.
+_PIECE: Final = 200
 TMP: Final = ".aiostore-tmp-"
 SIDE: Final = ".aiostore-meta-"
 PROBE: Final = ".aiostore-probe-"
@@ -41,7 +52,10 @@ def encode(segment: str) -> str:
 
 
 def decode(name: str) -> str | None:
-    """The key segment stored under ``name``; None for internal and foreign names."""
+    """The key segment stored under ``name`` (for a :data:`CONTINUED` directory: the first bytes
+    of the segment, with the rest inside it); None for internal and foreign names."""
+    if name.startswith(CONTINUED):
+        return name[2:] or None
     if name.startswith(ESCAPE):
         rest = name[1:]
         return rest if is_internal(rest) else None
@@ -58,8 +72,24 @@ def key_parts(key: str) -> list[str]:
         for seg in parts:
             if seg in (".", ".."):
                 raise InvalidKey(f"the key has a {seg!r} segment", key=key)
-        return [encode(seg) for seg in parts]
+        parts = [encode(seg) for seg in parts]
+    if len(key) > NAME_MAX // 4 and any(len(part) > NAME_MAX // 4 for part in parts):
+        return [name for part in parts for name in _split(part)]
     return parts
+
+
+def _split(name: str) -> list[str]:
+    """``name`` as a chain of names no longer than NAME_MAX bytes."""
+    if len(name.encode()) <= NAME_MAX:
+        return [name]
+    seg = name[1:] if name.startswith(ESCAPE) else name  # the segment itself
+    out = []
+    while len(seg.encode()) > _PIECE:
+        piece = seg.encode()[:_PIECE].decode("utf-8", "ignore")  # whole characters only
+        out.append(CONTINUED + piece)
+        seg = seg[len(piece) :]
+    out.append(encode(seg))
+    return out
 
 
 def short(name: str) -> str:
