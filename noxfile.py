@@ -44,10 +44,19 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
-    """The long fault-flapping soak (minutes)."""
+    """The torture soak at full size (needs root; docs/reliability.md) and the fault-flapping
+    soak. Sizes: AIOSTORE_SOAK_OPS, AIOSTORE_SOAK_FAULTS, AIOSTORE_SOAK_KILLS."""
     session.install("-e", ".[test]")
     session.run(
-        "python", "-m", "pytest", "tests/reliability", "-m", "soak", "--soak", *session.posargs
+        "python",
+        "-m",
+        "pytest",
+        "tests/reliability/test_soak.py",
+        "tests/reliability/test_flapping.py",
+        "-k",
+        "soak",
+        "--soak",
+        *session.posargs,
     )
 
 
