@@ -17,12 +17,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
-from ...errors import Duplicate, NotFound, StoreError
+from ...errors import Duplicate, StoreError
 from ...sdk import (
     Attempts,
     BytesReader,
@@ -199,11 +203,19 @@ class AzureSession(DriverSession):
 
     async def _visible(self, blob: BlobClient) -> bool:
         """Whether a committed blob exists under this name."""
-        try:
-            await self._call("get properties", blob.get_blob_properties)
-        except NotFound:
-            return False
-        return True
+        return await self._look(blob) is not None
+
+    async def _look(self, blob: BlobClient) -> Any:
+        """The blob's properties, or None when there is none: a request made for a put, so
+        that its failure counts against WRITE_ACCESS."""
+
+        async def look() -> Any:
+            try:
+                return await blob.get_blob_properties()
+            except ResourceNotFoundError:
+                return None
+
+        return await self._call("put", look, step="look")
 
     async def _stage(
         self, key: str, blob: BlobClient, pieces: AsyncIterator[bytes], token: str
@@ -260,11 +272,12 @@ class AzureSession(DriverSession):
                 raise
 
     async def _token(self, blob: BlobClient) -> str | None:
+        """The put token of the blob now under this name (None when there is none)."""
         try:
-            props = await self._call("get properties", blob.get_blob_properties)
+            props = await self._look(blob)
         except StoreError:
             return None
-        return (props.metadata or {}).get(TOKEN_KEY)
+        return None if props is None else (props.metadata or {}).get(TOKEN_KEY)
 
     # -- reads ----------------------------------------------------------------------------------
     async def open(self, key: str, offset: int, length: int | None) -> DriverReader:

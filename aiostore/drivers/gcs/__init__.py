@@ -31,8 +31,9 @@ Install with ``pip install 'aiostore[gcs]'``. ``endpoint_url`` points the driver
   the same generation (a replaced object is then ``ChecksumMismatch``), within the read's one
   retry budget.
 - **Retries**: the driver's :class:`~aiostore.sdk.RetryPolicy` retries resets, timeouts,
-  throttling and 5xx with jittered back-off; a read and its resumes share one budget of
-  ``max_attempts`` requests, every other request (a chunk, a list page, a delete) has its own.
+  throttling and 5xx with jittered back-off; a read's media GET and its resumes share one
+  budget of ``max_attempts`` requests, every other request (the read's resource lookup, a
+  chunk, a list page, a delete) has its own.
 - **Health**: connection failures, timeouts, 429 and 5xx revoke the capability the operation
   needed; the probe (bucket metadata, and with ``probe_write`` scratch objects under
   ``PREFIX.aiostore-probe/``, which ``list`` hides) restores it.

@@ -25,7 +25,7 @@ import aiohttp
 from gcloud.aio.auth import Token
 from gcloud.aio.storage import Storage
 
-from ...errors import Duplicate, NotFound, StoreError
+from ...errors import Duplicate, StoreError
 from ...sdk import (
     Attempts,
     BytesReader,
@@ -194,7 +194,7 @@ class GCSSession(DriverSession):
         # The server may not enforce ifGenerationMatch=0 (emulators do not; the probe finds
         # out): look, then write, while no other put of this process may create the name.
         async with self._driver.guard.hold(name):
-            if await self._exists(key, name):
+            if await self._look(name, key) is not None:
                 raise Duplicate("an object with this key exists", key=key)
             await write()
 
@@ -339,22 +339,30 @@ class GCSSession(DriverSession):
             pass  # the session expires by itself (a week); nothing of it is visible
 
     async def _token_of(self, name: str) -> str | None:
+        """The put token of the object now under ``name`` (None when there is none)."""
         try:
-            meta = await self._call("get", lambda: self._resource(name))
+            meta = await self._look(name)
         except StoreError:
             return None
-        return (meta.get("metadata") or {}).get(TOKEN_KEY)
+        return None if meta is None else (meta.get("metadata") or {}).get(TOKEN_KEY)
+
+    async def _look(self, name: str, key: str | None = None) -> dict[str, Any] | None:
+        """The object resource, or None when there is none: a request made for a put, so that
+        its failure counts against WRITE_ACCESS."""
+
+        async def look() -> dict[str, Any] | None:
+            try:
+                return await self._resource(name)
+            except aiohttp.ClientResponseError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        return await self._call("put", look, key=key, step="look")
 
     # -- reads ----------------------------------------------------------------------------------
     async def _resource(self, name: str) -> dict[str, Any]:
         return await self._storage.download_metadata(self._bucket, name, timeout=self._timeout)
-
-    async def _exists(self, key: str, name: str) -> bool:
-        try:
-            await self._call("get", lambda: self._resource(name), key=key)
-        except NotFound:
-            return False
-        return True
 
     async def stat(self, key: str) -> ObjectInfo:
         name = self._name(key)
@@ -362,13 +370,14 @@ class GCSSession(DriverSession):
 
     async def open(self, key: str, offset: int, length: int | None) -> DriverReader:
         name = self._name(key)
-        budget = self._retry.attempts()
-        resource = await self._call("get", lambda: self._resource(name), key=key, budget=budget)
+        resource = await self._call("get", lambda: self._resource(name), key=key)
         info = _info(key, resource)
         end = info.size if length is None else min(info.size, offset + length)
         if offset >= end:
             return BytesReader(b"", info=info)
         generation = str(resource["generation"])
+        # The media GET and its resumes share one budget (the lookup above had its own).
+        budget = self._retry.attempts()
         response = await self._media(key, name, generation, offset, end, budget, "get")
         return GCSReader(self, key, name, generation, response, offset, end, budget, info)
 
