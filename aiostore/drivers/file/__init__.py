@@ -20,8 +20,9 @@ Layout on disk
     ``key = "a/b/c"`` is the file ``<root>/a/b/c``. Names starting with ``.`` and containing
     ``.aiostore-`` are the driver's own (``.aiostore-tmp/`` holds named temporary files where the
     file system lacks ``O_TMPFILE``; ``.<name>.aiostore-meta-<inode>`` sidecars; probe files); a
-    key segment of that shape is stored as ``\\`` + segment, so every valid key is accepted and
-    none reaches an internal file.
+    key segment of that shape is stored as ``\\`` + segment, and one longer than a file name may
+    be as a chain of ``\\+<200 bytes>`` directories, so every valid key is accepted and none
+    reaches an internal file (``_names.py``).
 
 One read, one version
     A reader's ``info`` (size, modification time, metadata, ETag ``<inode>-<size>-<mtime ns>``)

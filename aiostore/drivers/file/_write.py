@@ -198,9 +198,9 @@ class Put:
             os.fsync(self.fd)
         with self.fence.commit():  # Abandoned when the caller has gone: nothing is published
             for attempt in range(_RETRIES):
-                if self.sidecar is not None and self.side is None:
-                    self._write_sidecar()
                 try:
+                    if self.sidecar is not None and self.side is None:
+                        self._write_sidecar()
                     if self.overwrite:
                         self._replace()
                     else:
