@@ -1,0 +1,194 @@
+"""The ``rbd`` driver on the real single-node Ceph: the conformance suite, key names, native
+in-place writes, a cancelled 13 MiB streaming put, and ``ceph osd pause``/``unpause`` faults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiostore import Capability, Store, StoreManager
+from aiostore.testing.conformance import ConformanceSuite
+
+from .ceph import BINDINGS, BINDINGS_DIR, RBD_POOL, CephCluster
+from .helpers import REPORT, MiB
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def rbd_bindings(ceph_installed: None) -> Iterator[None]:
+    """Debian's rados/rbd modules, visible to this interpreter the way docs/rbd.md shows: their
+    two extension files linked into a directory on ``sys.path``."""
+    with tempfile.TemporaryDirectory(prefix="aiostore-rbd-bindings-") as tmp:
+        for name in BINDINGS:
+            for so in BINDINGS_DIR.glob(f"{name}.cpython-*.so"):
+                (Path(tmp) / so.name).symlink_to(so)
+        sys.path.insert(0, tmp)
+        try:
+            yield
+        finally:
+            sys.path.remove(tmp)
+
+
+def rbd_config(cluster: CephCluster, **overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "driver": "rbd",
+        "pool": RBD_POOL,
+        "conffile": str(cluster.conf),
+        "chunk_size": 1 * MiB,
+        "connect_timeout": 5.0,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+class TestRBDConformance(ConformanceSuite):
+    """Every contract check on RBD images (with RW_RANDOM: in-place writes too)."""
+
+    @pytest.fixture
+    def store_config(self, ceph_cluster: CephCluster, rbd_bindings: None) -> dict[str, Any]:
+        return rbd_config(ceph_cluster)
+
+
+@pytest.fixture
+async def store(ceph_cluster: CephCluster, rbd_bindings: None) -> AsyncIterator[Store]:
+    async with StoreManager({"stores": {"rbd": rbd_config(ceph_cluster)}}) as manager:
+        yield manager["rbd"]
+
+
+def _images(cluster: CephCluster) -> list[str]:
+    import rados
+    import rbd
+
+    with rados.Rados(conffile=str(cluster.conf)) as client:
+        client.connect(timeout=10)
+        with client.open_ioctx(RBD_POOL) as ioctx:
+            return list(rbd.RBD().list(ioctx))
+
+
+async def test_keys_round_trip_through_image_names(store: Store) -> None:
+    prefix = f"names-{uuid.uuid4().hex[:8]}/"
+    keys = [
+        "plain",
+        "with space/and+plus%25~tilde",
+        "ü ñ/日本語/😀",
+        "at@sign/semi;colon,#hash?q",
+        "_underscore_.dot-",
+        "x" * (1024 - len(prefix)),  # hashed name
+        "é" * ((1024 - len(prefix)) // 2),  # hashed, multibyte
+    ]
+    for i, key in enumerate(keys):
+        await store.put(prefix + key, f"{i}".encode(), metadata={"i": str(i)})
+    listed = {info.key: info async for info in store.list(prefix)}
+    assert sorted(listed) == sorted(prefix + k for k in keys)
+    for i, key in enumerate(keys):
+        assert await store.read(prefix + key) == f"{i}".encode()
+        assert dict(listed[prefix + key].metadata) == {"i": str(i)}
+    assert {i.key async for i in store.list(prefix + "ü ñ/")} == {prefix + keys[2]}
+
+
+async def test_write_patches_in_place_and_grows(store: Store) -> None:
+    key = f"patch-{uuid.uuid4().hex[:8]}"
+    await store.put(key, b"0123456789")
+    before = (await store.stat(key)).etag
+    assert await store.write(key, b"AB", offset=3) == 2
+    assert await store.write(key, b"XYZ", offset=9) == 3  # grows the image
+    assert await store.read(key) == b"012AB5678XYZ"
+    assert (await store.stat(key)).etag == before  # the same image, patched
+    assert await store.read(key, offset=4, length=3) == b"B56"
+
+
+@pytest.mark.parametrize("cancels", [1, 3])
+async def test_cancelled_13_mib_streaming_put_leaves_nothing(
+    store: Store, ceph_cluster: CephCluster, cancels: int
+) -> None:
+    key = f"cancelled-{uuid.uuid4().hex[:8]}"
+    sent = asyncio.Event()
+
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(13):
+            yield os.urandom(MiB)
+        sent.set()
+        await asyncio.sleep(3600)
+        yield b"never"
+
+    task = asyncio.create_task(store.put(key, stream(), size=13 * MiB + 1))
+    await asyncio.wait_for(sent.wait(), 60)
+    await asyncio.sleep(0.1)
+    for _ in range(cancels):
+        task.cancel()
+        await asyncio.sleep(0)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not await store.exists(key)
+    names = await asyncio.to_thread(_images, ceph_cluster)
+    assert [n for n in names if n.startswith("t.")] == [], names
+
+
+INTERVAL, TIMEOUT, FAILURES = 0.5, 2.0, 2
+
+
+@pytest.fixture
+async def probed(ceph_cluster: CephCluster, rbd_bindings: None) -> AsyncIterator[Store]:
+    probe = {"interval": INTERVAL, "timeout": TIMEOUT, "failures_to_revoke": FAILURES,
+             "successes_to_restore": 2}  # fmt: skip
+    config = {"stores": {"rbd": {**rbd_config(ceph_cluster), "probe": probe}}}
+    try:
+        async with StoreManager(config) as manager:
+            yield manager["rbd"]
+    finally:
+        await asyncio.to_thread(ceph_cluster.unpause)
+
+
+async def test_osd_pause_revokes_cancels_promptly_and_unpause_restores(
+    probed: Store, ceph_cluster: CephCluster
+) -> None:
+    store = probed
+    key = f"paused-{uuid.uuid4().hex[:8]}"
+    await store.put(key, b"before the pause")
+    assert store.capabilities == store.configured_capabilities, store.health
+    await asyncio.to_thread(ceph_cluster.ceph, "osd", "pause")
+    paused = time.monotonic()
+    try:
+        # A put that hangs in librbd: the caller gets control back at once when cancelled.
+        stuck = asyncio.create_task(store.put(f"{key}-stuck", b"x" * 1000, overwrite=True))
+        await asyncio.sleep(1.0)
+        assert not stuck.done()
+        t = time.monotonic()
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        cancelled_in = time.monotonic() - t
+        assert cancelled_in < 1.0 + 5.0  # abort's bounded wait (connect_timeout) at most
+        bound = FAILURES * (TIMEOUT + 1.1 * INTERVAL) + 3.0
+        async with asyncio.timeout(bound + 10):
+            await store.wait_for(Capability.WRITE_ACCESS, present=False)
+        revoked = time.monotonic() - paused
+        assert revoked < bound, store.health
+    finally:
+        unpaused = time.monotonic()
+        await asyncio.to_thread(ceph_cluster.unpause)
+    async with asyncio.timeout(30):
+        await store.wait_healthy()
+    restored = time.monotonic() - unpaused
+    assert store.capabilities == store.configured_capabilities
+    assert await store.read(key) == b"before the pause"
+    assert not await store.exists(f"{key}-stuck")
+    # The abandoned put's thread removes its temporary image itself once the OSD is back.
+    deadline = time.monotonic() + 30
+    while [n for n in await asyncio.to_thread(_images, ceph_cluster) if n.startswith("t.put")]:
+        assert time.monotonic() < deadline, "a temporary image stayed behind"
+        await asyncio.sleep(0.2)
+    REPORT.append(
+        f"rbd osd pause: cancelled a hung put in {cancelled_in:.2f} s; WRITE_ACCESS revoked "
+        f"after {revoked:.1f} s (bound {bound:.1f}); restored {restored:.1f} s after unpause"
+    )
