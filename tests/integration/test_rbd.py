@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from aiostore import Capability, Store, StoreManager
+from aiostore import Capability, Store, StoreGetNotSupported, StoreManager
 from aiostore.testing.conformance import ConformanceSuite
 
 from .ceph import BINDINGS, BINDINGS_DIR, RBD_POOL, CephCluster
@@ -69,10 +70,13 @@ def _images(cluster: CephCluster) -> list[str]:
     import rados
     import rbd
 
-    with rados.Rados(conffile=str(cluster.conf)) as client:
-        client.connect(timeout=10)
+    client = rados.Rados(conffile=str(cluster.conf))
+    client.connect(timeout=10)
+    try:
         with client.open_ioctx(RBD_POOL) as ioctx:
             return list(rbd.RBD().list(ioctx))
+    finally:
+        client.shutdown()
 
 
 async def test_keys_round_trip_through_image_names(store: Store) -> None:
@@ -130,8 +134,15 @@ async def test_cancelled_13_mib_streaming_put_leaves_nothing(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not await store.exists(key)
-    names = await asyncio.to_thread(_images, ceph_cluster)
-    assert [n for n in names if n.startswith("t.")] == [], names
+    await _no_temporary_images(ceph_cluster)
+
+
+async def _no_temporary_images(cluster: CephCluster, within: float = 15.0) -> None:
+    """No ``t.*`` image is left (a clean-up still in a worker thread gets ``within`` s)."""
+    deadline = time.monotonic() + within
+    while names := [n for n in await asyncio.to_thread(_images, cluster) if n.startswith("t.")]:
+        assert time.monotonic() < deadline, f"temporary images stayed behind: {names}"
+        await asyncio.sleep(0.2)
 
 
 INTERVAL, TIMEOUT, FAILURES = 0.5, 2.0, 2
@@ -168,7 +179,7 @@ async def test_osd_pause_revokes_cancels_promptly_and_unpause_restores(
         with pytest.raises(asyncio.CancelledError):
             await stuck
         cancelled_in = time.monotonic() - t
-        assert cancelled_in < 1.0 + 5.0  # abort's bounded wait (connect_timeout) at most
+        assert cancelled_in < 0.5
         bound = FAILURES * (TIMEOUT + 1.1 * INTERVAL) + 3.0
         async with asyncio.timeout(bound + 10):
             await store.wait_for(Capability.WRITE_ACCESS, present=False)
@@ -184,11 +195,43 @@ async def test_osd_pause_revokes_cancels_promptly_and_unpause_restores(
     assert await store.read(key) == b"before the pause"
     assert not await store.exists(f"{key}-stuck")
     # The abandoned put's thread removes its temporary image itself once the OSD is back.
-    deadline = time.monotonic() + 30
-    while [n for n in await asyncio.to_thread(_images, ceph_cluster) if n.startswith("t.put")]:
-        assert time.monotonic() < deadline, "a temporary image stayed behind"
-        await asyncio.sleep(0.2)
+    await _no_temporary_images(ceph_cluster, within=30)
     REPORT.append(
         f"rbd osd pause: cancelled a hung put in {cancelled_in:.2f} s; WRITE_ACCESS revoked "
         f"after {revoked:.1f} s (bound {bound:.1f}); restored {restored:.1f} s after unpause"
     )
+
+
+async def test_cluster_down_revokes_everything_and_back_restores(
+    probed: Store, ceph_cluster: CephCluster
+) -> None:
+    """The monitor and the OSD stopped (SIGSTOP): probes hang, every capability goes; SIGCONT
+    brings them back."""
+    store = probed
+    assert store.capabilities == store.configured_capabilities, store.health
+    daemons = [p for name, p in ceph_cluster.procs.items() if name.startswith(("mon.", "osd."))]
+    assert len(daemons) == 2
+    for proc in daemons:
+        proc.send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        async with asyncio.timeout(30):
+            await store.wait_for(Capability.READ_ACCESS, present=False)
+            await store.wait_for(Capability.WRITE_ACCESS, present=False)
+        revoked = time.monotonic() - stopped
+        held = store.capabilities & ~Capability.DRIVER_REUSABLE
+        assert held == Capability.NONE, store.health
+        with pytest.raises(StoreGetNotSupported) as info:
+            await store.read("anything")
+        assert info.value.transient
+    finally:
+        for proc in daemons:
+            proc.send_signal(signal.SIGCONT)
+    resumed = time.monotonic()
+    async with asyncio.timeout(60):
+        await store.wait_healthy()
+    REPORT.append(
+        f"rbd cluster down (mon+osd SIGSTOP): everything revoked after {revoked:.1f} s; "
+        f"restored {time.monotonic() - resumed:.1f} s after SIGCONT"
+    )
+    await asyncio.to_thread(ceph_cluster.wait_active_clean, 60)

@@ -37,6 +37,9 @@ log = logging.getLogger("aiostore.drivers.rbd")
 
 T = TypeVar("T")
 
+#: Seconds a failed or cancelled put waits for its temporary image to be removed.
+ABORT_WAIT = 1.0
+
 
 class RBDSession(DriverSession):
     """A ``rados.Rados`` connection and an ``Ioctx`` on the pool, shared by one event loop."""
@@ -50,6 +53,8 @@ class RBDSession(DriverSession):
         self._connecting = asyncio.Lock()
         self._broken = False
         self._closed = False
+        #: Removals of temporary images still waiting behind a hung step.
+        self._background: set[asyncio.Future[None]] = set()
 
     def __repr__(self) -> str:
         return f"<RBDSession store={self._driver.store!r} pool={self._o.pool!r}>"
@@ -145,17 +150,31 @@ class RBDSession(DriverSession):
                 raise
 
     async def _abort(self, up: Upload) -> None:
-        """Remove the temporary image; a hung cluster gets ``connect_timeout`` of our time, and
-        the thread removes it by itself once the cluster answers again."""
+        """Remove the temporary image. When a step of the put still runs in its thread (a hung
+        cluster), the removal queues behind it in the background and the caller goes at once;
+        otherwise it waits for the removal, :data:`ABORT_WAIT` seconds at most."""
         up.fence.abandon()
+        removal = asyncio.ensure_future(run_blocking(up.b.call, up.abort))
+        if up.lock.locked():
+            self._background.add(removal)
+            removal.add_done_callback(self._settled)
+            return
         try:
-            async with asyncio.timeout(self._o.connect_timeout):
-                await run_blocking(up.b.call, up.abort)
+            async with asyncio.timeout(ABORT_WAIT):
+                await asyncio.shield(removal)
         except Exception as exc:
+            self._background.add(removal)
+            removal.add_done_callback(self._settled)
             log.info(
                 "store %r: removing the temporary image %s continues in the background (%s)",
                 self._driver.store, up.temp, type(exc).__name__,
             )  # fmt: skip
+
+    def _settled(self, task: asyncio.Future[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("store %r: a temporary image could not be removed: %s",
+                        self._driver.store, task.exception())  # fmt: skip
 
     # -- reads ----------------------------------------------------------------------------------
     async def open(self, key: str, offset: int, length: int | None) -> DriverReader:
