@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -29,6 +31,8 @@ from ._manager import StoreManager
 from .capabilities.flags import NAMED, Capability
 from .capabilities.probe import HealthReport
 from .errors import BadStoreConfiguration, StoreError, UnknownStore
+from .web._server_options import MAX_PORT, ServerOptions
+from .web._server_options import load_config as load_server_config
 
 __all__ = ["DEFAULT_CONFIG", "main"]
 
@@ -38,6 +42,9 @@ DEFAULT_ROOT: Final = "./aiostore-data"
 #: missing) and an in-process memory store.
 DEFAULT_CONFIG: Final[dict[str, Any]] = {
     "default": "local",
+    # Local stores can afford a probe a second: a store that turns read-only (or fills up)
+    # shows on the dashboard within about two seconds (two failed probes), not twenty.
+    "probe": {"interval": 1.0},
     "stores": {
         "local": {"driver": "file", "root": DEFAULT_ROOT},
         "memory": {"driver": "memory"},
@@ -68,12 +75,29 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def load_config(config: str | None) -> tuple[StoreManager, ServerOptions]:
+    """The manager and ``[server]`` options of ``--config FILE``, or of :data:`DEFAULT_CONFIG`.
+
+    Raises:
+        UsageError: the configuration has no store (an empty file, a typo in ``[stores.X]``):
+            every command would silently do nothing.
+    """
+    if config is None:
+        # The file driver creates ./aiostore-data at start-up when it is missing.
+        return StoreManager(DEFAULT_CONFIG), ServerOptions()
+    data, server = load_server_config(config)
+    stores = data.get("stores")
+    if not stores:
+        raise UsageError(
+            f"the configuration {config!r} defines no store: add at least one [stores.NAME]"
+            ' table with a driver, e.g. [stores.local] driver = "file" root = "./data"'
+        )
+    return StoreManager(data), server
+
+
 def load_manager(config: str | None) -> StoreManager:
     """The manager of ``--config FILE``, or of :data:`DEFAULT_CONFIG`."""
-    if config is not None:
-        return StoreManager.from_file(config)
-    # The file driver creates ./aiostore-data at start-up when it is missing.
-    return StoreManager(DEFAULT_CONFIG)
+    return load_config(config)[0]
 
 
 class Progress:
@@ -282,6 +306,8 @@ async def _get(manager: StoreManager, args: argparse.Namespace) -> int:
                 raise OperationError(f"cannot write {args.file!r}: {exc.strerror}") from exc
             try:
                 with os.fdopen(fd, "wb") as f:
+                    # mkstemp made it 0600: a downloaded file gets the mode any new file gets.
+                    os.fchmod(f.fileno(), 0o666 & ~_umask())
                     async for chunk in reader:
                         await _write(f.write, chunk, repr(args.file))
                         progress.update(len(chunk))
@@ -307,6 +333,20 @@ async def _write(write: Callable[..., object], chunk: bytes | None, where: str) 
         raise
     except OSError as exc:
         raise OperationError(f"cannot write {where}: {exc.strerror or exc}") from exc
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (the CLI runs no other thread yet)
+    os.umask(mask)
+    return mask
 
 
 def _temp_beside(path: str) -> tuple[str, int, str]:
@@ -371,21 +411,56 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _is_loopback(host: str) -> bool:
+    """True when every address ``host`` resolves to is a loopback one."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot resolve --host {host!r}: {exc.strerror}") from exc
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]).is_loopback for info in infos
+    )
+
+
+def _server_options(args: argparse.Namespace, server: ServerOptions) -> ServerOptions:
+    """The ``[server]`` table with the command line's flags on top."""
+    flags = {
+        name: getattr(args, name)
+        for name in ("host", "port", "token_file", "read_token_file")
+        if getattr(args, name) is not None
+    }
+    try:
+        server = dataclasses.replace(server, **flags)
+    except BadStoreConfiguration as exc:
+        option = f"--{exc.option.replace('_', '-')}" if exc.option else "[server]"
+        raise UsageError(f"{option}: {exc.detail.removeprefix(f'option {exc.option!r}: ')}")
+    if server.token_file is None and not args.insecure and not _is_loopback(server.host):
+        raise UsageError(
+            f"refusing to serve on {server.host!r} without a token: anyone who can reach it"
+            " could read and delete every object. Give --token-file PATH (or [server]"
+            " token_file), listen on 127.0.0.1, or pass --insecure if that is really meant"
+        )
+    return server
+
+
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .web import create_app
 
-    manager = load_manager(args.config)
-    sock = _bind(args.host, args.port)
+    manager, server = load_config(args.config)
+    server = _server_options(args, server)
+    app = create_app(manager, server=server)  # reads the token files: before binding
+    sock = _bind(server.host, server.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
-    app = create_app(manager)
 
     async def announce(app: web.Application) -> None:
         stores = ", ".join(f"{s.name} ({s.driver.name})" for s in manager)
         print(f"{PROG}: serving {stores}", flush=True)
+        if server.token_file is not None:
+            print(f"{PROG}: requests need the token of {server.token_file}", flush=True)
         print(f"{PROG}: dashboard at {url}  (Ctrl+C to stop)", flush=True)
 
     async def goodbye(app: web.Application) -> None:
@@ -435,8 +510,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "serve", parents=[common()], help="run the REST object service and the dashboard"
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    p.add_argument("--port", type=int, default=8080, help="port (%(default)s; 0 picks a free one)")
+    p.add_argument(
+        "--host", default=None, help="address to listen on ([server] host, else 127.0.0.1)"
+    )
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help="port 0-65535; 0 picks a free one ([server] port, else 8080)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        default=None,
+        help="ask every request for the bearer token in PATH ([server] token_file)",
+    )
+    p.add_argument(
+        "--read-token-file",
+        metavar="PATH",
+        default=None,
+        help="a second token that may only read: GET and HEAD ([server] read_token_file)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening on a non-loopback address without a token",
+    )
 
     p = sub.add_parser("caps", parents=[common()], help="each store's capabilities after a probe")
     p.add_argument("--json", action="store_true", help="the full snapshot as JSON")
@@ -470,6 +569,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("keys", metavar="KEY", nargs="+")
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be 0-{MAX_PORT}, not {value}")
+    return value
 
 
 def _non_negative(text: str) -> int:
@@ -513,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        manager = load_manager(args.config)
+        manager, _server = load_config(args.config)
         return asyncio.run(_COMMANDS[args.command](manager, args))
     except (BadStoreConfiguration, UnknownStore, UsageError) as exc:
         return _fail(_one_line(str(exc)), 2)

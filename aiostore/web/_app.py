@@ -9,9 +9,11 @@ from typing import Any
 from aiohttp import web
 
 from .._manager import StoreManager
+from ..errors import BadStoreConfiguration
+from ._auth import Tokens, read_token, token_middleware
 from ._events import EventStreams
 from ._keys import EVENT_STREAMS, STORES
-from ._metrics import metrics_for
+from ._metrics import metrics_for, metrics_routes
 from ._middleware import error_middleware
 from ._routes import object_routes
 from ._server_options import ServerOptions, load_config
@@ -78,18 +80,38 @@ def create_app(
     server: ServerOptions | None = None,
     **app_kwargs: Any,
 ) -> web.Application:
-    """A ready application: :func:`setup` plus :func:`~aiostore.web.object_routes`.
+    """A ready application: :func:`setup`, :func:`~aiostore.web.object_routes` and
+    ``GET /metrics`` (:func:`~aiostore.web.metrics_routes`).
 
     Args:
         manager_or_config: as for :func:`setup`.
         dashboard: serve the dashboard page at ``/``.
         heartbeat: seconds between ``: ping`` comments on ``/events``.
-        server: the ``[server]`` options: upload limits (``body_timeout``, ``max_uploads``).
-            ``host`` and ``port`` are the caller's to use.
+        server: the ``[server]`` options: upload limits (``body_timeout``, ``max_uploads``)
+            and tokens (``token_file``, ``read_token_file``: read now; every request but the
+            dashboard page then needs ``Authorization: Bearer <token>``). ``host`` and
+            ``port`` are the caller's to use.
         app_kwargs: passed to :class:`aiohttp.web.Application`.
+
+    Raises:
+        BadStoreConfiguration: a bad configuration, or a token file that cannot be read.
     """
     server = server if server is not None else ServerOptions()
-    app = web.Application(**app_kwargs)
+    middlewares = list(app_kwargs.pop("middlewares", ()))
+    if server.token_file is not None:
+        tokens = Tokens(
+            read_token(server.token_file, "token_file"),
+            None
+            if server.read_token_file is None
+            else read_token(server.read_token_file, "read_token_file"),
+        )
+        if tokens.read == tokens.full:
+            raise BadStoreConfiguration(
+                "the read-only token must differ from the full one", option="read_token_file"
+            )
+        # Outermost: a request without the token learns nothing, not even which paths exist.
+        middlewares.insert(0, token_middleware(tokens))
+    app = web.Application(middlewares=middlewares, **app_kwargs)
     setup(app, manager_or_config)
     app.add_routes(
         object_routes(
@@ -99,4 +121,5 @@ def create_app(
             max_uploads=server.max_uploads,
         )
     )
+    app.add_routes(metrics_routes())
     return app
