@@ -80,6 +80,34 @@ class TestFileConformance(ConformanceSuite):
         return {"driver": "file", "root": str(tmp_path / "conformance")}
 
 
+class TestFileConformanceWithNamedTemporaryFiles(TestFileConformance):
+    """The suite again, as on a file system without O_TMPFILE (NFS, FUSE): puts go through
+    locked temporary files in ``.aiostore-tmp/`` and are published across directories."""
+
+    @pytest.fixture(autouse=True)
+    def _no_o_tmpfile(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(file_write, "_HAS_TMPFILE", False)
+
+
+async def test_start_up_reclaims_dead_writers_files_and_keeps_live_ones(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    tmp = root / ".aiostore-tmp"
+    tmp.mkdir(parents=True)
+    old = time.time() - 60
+    for name in ("111-dead", "222-live"):
+        (tmp / name).write_bytes(b"partial")
+        os.utime(tmp / name, (old, old))
+    holder = os.open(tmp / "222-live", os.O_RDONLY)  # its writer still runs (elsewhere)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        async with file_manager(root, probe={"enabled": False}) as m:
+            assert sorted(p.name for p in tmp.iterdir()) == ["222-live"]
+            await m["f"].put("k", b"v")
+            assert await keys(m["f"]) == ["k"]  # the directory is never listed
+    finally:
+        os.close(holder)
+
+
 # -- basic operations -------------------------------------------------------------------------
 
 
