@@ -380,7 +380,7 @@ async def test_one_read_is_one_version_while_two_writers_overwrite(manager: Any)
     stop.set()
     await asyncio.gather(*tasks)
     assert problems[:5] == []
-    assert checked["reads"] > 50 and len(checked["versions"]) > 10, checked
+    assert checked["reads"] > 20 and len(checked["versions"]) > 4, checked
 
 
 async def test_a_ranged_read_reports_the_full_size_of_its_version(manager: Any) -> None:
