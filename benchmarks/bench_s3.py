@@ -3,9 +3,9 @@
 Both talk to one moto server running in a process of its own (``python -m moto.server``), so the
 server never shares the client's GIL. Each contender runs in a worker process of its own
 (``benchmarks/_harness.py``); rounds are interleaved, the order alternating each round; values
-are medians of 5 rounds (``--quick``: 3). The contenders are the ``aiostore`` and
-``raw aiobotocore`` ones of ``benchmarks/peers_s3.py`` (whose run also includes s3fs, obstore and
-opendal):
+are medians of 5 rounds (``--quick``: 3). The contenders are the ``aiostore`` (its default
+transport), ``aiostore, botocore transport`` and ``raw aiobotocore`` ones of
+``benchmarks/peers_s3.py`` (whose run also includes s3fs, obstore and opendal):
 
 - ``s3-large``: put a 256 MiB stream (``--quick``: 32 MiB) of 1 MiB chunks as 8 MiB parts,
   4 in flight (aiostore also computes md5 + sha256 of it), then stream it back in 1 MiB chunks:
@@ -55,6 +55,8 @@ from .peers_s3 import BUCKET, CONTENDERS, Aiobotocore, Aiostore, S3Group
 AIOSTORE: Final = "aiostore"
 RAW: Final = "raw aiobotocore"
 FRESH: Final = "aiostore, reusable=false"
+#: aiostore with ``transport = "botocore"`` (the default is the lean transport).
+BOTOCORE: Final = "aiostore, botocore transport"
 #: (scenario, metric, target on aiostore's ratio to raw, True when the ratio must be at least it)
 TARGETS: Final[tuple[tuple[str | None, Metric, float, bool], ...]] = (
     ("s3-large", THROUGHPUT, 0.95, True),
@@ -98,8 +100,17 @@ class AiostoreFreshClient(Aiostore):
 
 def scenarios(quick: bool) -> list[Scenario]:
     ours = next(c for c in CONTENDERS if c.label == AIOSTORE)
-    pair = (ours, next(c for c in CONTENDERS if c.label == RAW))
-    same_calls = (ours, ContenderSpec(RAW, "benchmarks.bench_s3:RawSameCalls", "baseline"))
+    pair = (
+        ours,
+        next(c for c in CONTENDERS if c.label == BOTOCORE),
+        next(c for c in CONTENDERS if c.label == RAW),
+    )
+    botocore = next(c for c in CONTENDERS if c.label == BOTOCORE)
+    same_calls = (
+        ours,
+        botocore,
+        ContenderSpec(RAW, "benchmarks.bench_s3:RawSameCalls", "baseline"),
+    )
     sessions = (ours, ContenderSpec(FRESH, "benchmarks.bench_s3:AiostoreFreshClient", "reference"))
     size = (32 if quick else 256) * MiB
     count = 200 if quick else 2000

@@ -98,6 +98,8 @@ class _Base(Contender):
 
 class Aiostore(_Base):
     requires = ("aiostore.drivers.s3",)
+    #: The driver's ``transport`` option (None: its default).
+    transport: str | None = None
 
     async def setup(self) -> None:
         from aiostore import StoreManager
@@ -113,6 +115,10 @@ class Aiostore(_Base):
             "addressing_style": "path",
         }
         fields = {f.name for f in dataclasses.fields(S3Driver.Options)}
+        if self.transport is not None:
+            if "transport" not in fields:
+                raise Skip("this version of the s3 driver has one transport only")
+            cfg["transport"] = self.transport
         # The same multipart shape as the peers, where the driver lets us say so.
         for name, value in (("part_size", PART), ("max_concurrency", PART_CONCURRENCY)):
             if name in fields:
@@ -141,6 +147,12 @@ class Aiostore(_Base):
 
     async def get_one(self, key: str) -> None:
         await self.store.read(key)
+
+
+class AiostoreBotocore(Aiostore):
+    """aiostore with ``transport = "botocore"``: every request through aiobotocore."""
+
+    transport = "botocore"
 
 
 class Aiobotocore(_Base):
@@ -366,6 +378,7 @@ class Opendal(_Base):
 
 CONTENDERS = (
     ContenderSpec("aiostore", "benchmarks.peers_s3:Aiostore", "aiostore"),
+    ContenderSpec("aiostore, botocore transport", "benchmarks.peers_s3:AiostoreBotocore"),
     ContenderSpec("raw aiobotocore", "benchmarks.peers_s3:Aiobotocore", "baseline"),
     ContenderSpec("s3fs", "benchmarks.peers_s3:S3fs"),
     ContenderSpec("obstore", "benchmarks.peers_s3:Obstore"),

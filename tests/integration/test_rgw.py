@@ -25,11 +25,13 @@ SIZES = (0, 1, PART - 1, PART, PART + 1, int(3.5 * PART))
 QUIET_PROBE = {"interval": 3600.0, "timeout": 10.0}
 
 
-@pytest.fixture
-async def manager(rgw: RGWEndpoint, bucket: str) -> AsyncIterator[StoreManager]:
-    async with StoreManager(
-        {"probe": QUIET_PROBE, "stores": {"rgw": rgw_store_config(rgw, bucket)}}
-    ) as m:
+@pytest.fixture(params=["lean", "botocore"])
+async def manager(
+    rgw: RGWEndpoint, bucket: str, request: pytest.FixtureRequest
+) -> AsyncIterator[StoreManager]:
+    """The store on both transports (RGW checks every signature)."""
+    config = rgw_store_config(rgw, bucket, transport=request.param)
+    async with StoreManager({"probe": QUIET_PROBE, "stores": {"rgw": config}}) as m:
         yield m
 
 

@@ -21,3 +21,11 @@ class TestRGW(ConformanceSuite):
     @pytest.fixture
     def store_config(self, rgw: RGWEndpoint, bucket: str) -> dict[str, Any]:
         return rgw_store_config(rgw, bucket)
+
+
+class TestRGWLean(ConformanceSuite):
+    """The same checks with the lean transport (signed aiohttp requests)."""
+
+    @pytest.fixture
+    def store_config(self, rgw: RGWEndpoint, bucket: str) -> dict[str, Any]:
+        return rgw_store_config(rgw, bucket, transport="lean")

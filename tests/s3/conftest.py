@@ -4,6 +4,7 @@ store configurations and a fault proxy in front of the server."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +24,8 @@ PART = 5 * MiB
 #: The sizes every shared behaviour runs at.
 SIZES = (0, 1, PART - 1, PART, int(3.5 * PART))
 CREDENTIALS = {"access_key": "testing", "secret_key": "testing"}
+#: The transport the tests use (``AIOSTORE_S3_TRANSPORT``; the driver's default when unset).
+TRANSPORT = os.environ.get("AIOSTORE_S3_TRANSPORT", "")
 #: Probes run only when a test asks (the start-up probe still runs).
 QUIET_PROBE = {"interval": 3600.0, "timeout": 5.0}
 
@@ -123,6 +126,8 @@ def s3_config(moto: Moto, bucket: str) -> ConfigFactory:
             "multipart_threshold": PART,
             **CREDENTIALS,
         }
+        if TRANSPORT:
+            store["transport"] = TRANSPORT
         store.update(options)
         return {"probe": probe or dict(QUIET_PROBE), "stores": {"s3": store}}
 

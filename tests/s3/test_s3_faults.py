@@ -191,6 +191,7 @@ async def test_black_hole_mid_body_times_out(faulty: Store, proxy: FaultProxy) -
 async def test_latency_revokes_random_reads_only(faulty: Store, proxy: FaultProxy) -> None:
     """A slow backend (probe above degraded_latency) loses READ_RANDOM, keeps whole reads and
     writes, and gets READ_RANDOM back when it is fast again."""
+    await faulty.probe()  # takes the fixture's put as proof: the next probe writes again
     proxy.set_mode("latency", seconds=0.2)  # the probe makes four requests: 0.8 s
     await faulty.probe()
     assert Capability.READ_OFFSET not in faulty.capabilities

@@ -28,7 +28,7 @@ MiB = 1 << 20
 
 
 async def client_of(manager: StoreManager) -> Any:
-    """The aiobotocore client of the store's shared session (the one operations use)."""
+    """The client of the store's shared session (the one operations use)."""
     async with manager.session("s3") as session:
         assert isinstance(session, S3Session)
         return session.client

@@ -65,6 +65,10 @@ class Body(Payload):
     def tell(self) -> int:
         return self._pos
 
+    def view(self) -> memoryview:
+        """What is left to read, without a copy."""
+        return self._view[self._pos :]
+
     def seekable(self) -> bool:
         return True
 

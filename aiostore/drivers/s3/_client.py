@@ -11,6 +11,7 @@ from typing import Any
 import botocore.loaders
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
+from botocore.credentials import ReadOnlyCredentials
 
 from ._options import MAX_POOL_CONNECTIONS, S3Options
 
@@ -47,6 +48,13 @@ class Clients:
             max_pool_connections=max(MAX_POOL_CONNECTIONS, 2 * o.max_concurrency),
         )
 
+    async def _credentials(self) -> Any:
+        """The options' static credentials, else botocore's provider chain (refreshed)."""
+        o = self._o
+        if o.access_key is not None and o.secret_key is not None:
+            return ReadOnlyCredentials(o.access_key, o.secret_key, o.session_token)
+        return await self._session().get_credentials()
+
     def _session(self) -> AioSession:
         loop = asyncio.get_running_loop()
         session = self._sessions.get(loop)
@@ -56,8 +64,15 @@ class Clients:
         return session
 
     async def open(self, stack: contextlib.AsyncExitStack) -> Any:
-        """A new client, closed by ``stack``."""
+        """A new client, closed by ``stack``: an aiobotocore client, or with ``transport =
+        "lean"`` a :class:`~._lean.LeanClient`."""
         o = self._o
+        if o.transport == "lean":
+            from ._lean import LeanClient
+
+            client = LeanClient(o, await self._credentials())
+            stack.push_async_callback(client.close)
+            return client
         return await stack.enter_async_context(
             self._session().create_client(
                 "s3",

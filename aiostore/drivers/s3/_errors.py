@@ -124,6 +124,8 @@ def unsent(exc: BaseException) -> bool:
     connection was made. For steps that must not run twice (CreateMultipartUpload)."""
     if isinstance(exc, bce.ClientError):
         return transient(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # the lean transport
+        return not isinstance(exc, aiohttp.ClientSSLError)
     return isinstance(exc, bce.ConnectionError) and not isinstance(exc, bce.SSLError)
 
 
@@ -273,7 +275,7 @@ class _Site:
             op, _ = _said(ctx)
             return StoreError(f"S3 {op} failed: {scrub(describe(exc))}", key=ctx.key)
 
-        return {
+        table: dict[type[BaseException], Factory] = {
             bce.ClientError: answered,
             bce.ConnectTimeoutError: connect_timeout,
             bce.ReadTimeoutError: read_timeout,
@@ -291,3 +293,7 @@ class _Site:
             bce.BotoCoreError: other,
             OSError: os_error,
         }
+        connecting = getattr(aiohttp, "ConnectionTimeoutError", None)  # aiohttp ≥ 3.10
+        if connecting is not None:
+            table[connecting] = connect_timeout
+        return table

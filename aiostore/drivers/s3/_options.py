@@ -77,6 +77,8 @@ class S3Options:
     probe_write: bool = True
     #: A probe slower than this (seconds) revokes READ_RANDOM ("degraded"); None disables.
     degraded_latency: float | None = 1.0
+    #: "lean": signed requests sent straight on aiohttp; "botocore": through aiobotocore.
+    transport: Literal["lean", "botocore"] = "lean"
 
     def __post_init__(self) -> None:
         if not self.bucket or "/" in self.bucket:

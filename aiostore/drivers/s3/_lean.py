@@ -1,0 +1,411 @@
+"""The lean transport: S3 requests signed with botocore's SigV4 signer and sent straight on an
+aiohttp session, without botocore's generic request pipeline.
+
+:class:`LeanClient` offers the few client methods the driver calls (``get_object``,
+``put_object``, ``upload_part``, …) with the same arguments and the same answers as an
+aiobotocore client: dicts shaped like botocore's, ``botocore.exceptions.ClientError`` for an S3
+error answer, aiohttp's exceptions for the network. So the session, the reader, multipart and
+the probe, the one error table and the retry policy are the same for both transports.
+
+- Signing: ``botocore.auth.S3SigV4Auth`` with the payload hash computed here (SHA-256 of the
+  body, in a worker thread for large ones), so the server checks every byte it receives.
+- Credentials: static ones from the options, else botocore's provider chain (environment,
+  config files, web identity, IMDS, ...) through aiobotocore, refreshed when they expire.
+- Addressing: path style, or virtual-hosted (``bucket.host``), chosen for
+  ``addressing_style = "auto"`` as botocore does: virtual on AWS for a bucket name that is a DNS
+  label, path style for an endpoint given in the options.
+- Keys are percent-encoded once (everything but ``A-Za-z0-9-_.~`` and ``/``) and sent as encoded:
+  spaces, ``+``, ``%``, unicode and ``~`` reach S3 as the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+from urllib.parse import quote, unquote_plus, urlsplit
+from xml.sax.saxutils import escape
+
+import aiohttp
+import botocore.exceptions
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from yarl import URL
+
+from ...sdk import run_blocking
+from ._body import Body as RequestBody
+from ._options import MAX_POOL_CONNECTIONS, S3Options
+
+__all__ = ["LeanClient"]
+
+EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
+#: Bodies from this size are hashed in a worker thread (hashlib releases the GIL).
+THREAD_HASH: Final = 256 * 1024
+_NS: Final = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_DNS_BUCKET: Final = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_META: Final = "x-amz-meta-"
+
+
+class _Signer(S3SigV4Auth):  # type: ignore[misc]
+    def payload(self, request: Any) -> str:
+        digest: str = request.context["payload_hash"]
+        return digest
+
+
+class _StreamingBody:
+    """The body of a GET answer, read like aiobotocore's StreamingBody."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def read(self, amt: int = -1) -> bytes:
+        data: bytes = await self._response.content.read(amt)
+        return data
+
+    def close(self) -> None:
+        self._response.close()
+
+    async def __aenter__(self) -> _StreamingBody:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._response.release()
+
+
+class LeanClient:
+    """The S3 calls of the driver as signed aiohttp requests (see the module docstring)."""
+
+    def __init__(self, options: S3Options, credentials: Any) -> None:
+        self._o = options
+        self._credentials = credentials
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=options.connect_timeout, sock_read=options.read_timeout
+        )
+        connector = aiohttp.TCPConnector(
+            limit=max(MAX_POOL_CONNECTIONS, 2 * options.max_concurrency)
+        )
+        self._http = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        )
+        endpoint = options.endpoint_url or (
+            "https://s3.amazonaws.com"
+            if options.region == "us-east-1"
+            else f"https://s3.{options.region}.amazonaws.com"
+        )
+        parts = urlsplit(endpoint)
+        self._scheme = parts.scheme
+        self._netloc = parts.netloc
+        self._base_path = parts.path.rstrip("/")
+        self._virtual = self._use_virtual(options)
+
+    @staticmethod
+    def _use_virtual(options: S3Options) -> bool:
+        # "auto" as botocore decides it: virtual-hosted on AWS for a bucket name that is a DNS
+        # label, path style for any endpoint given in the options.
+        if options.addressing_style != "auto":
+            return options.addressing_style == "virtual"
+        return options.endpoint_url is None and bool(_DNS_BUCKET.match(options.bucket))
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    # -- requests -------------------------------------------------------------------------------
+    def _url(self, bucket: str, name: str | None, query: Mapping[str, str] | None) -> str:
+        path = self._base_path
+        netloc = self._netloc
+        if self._virtual:
+            netloc = f"{bucket}.{netloc}"
+        else:
+            path += "/" + quote(bucket, safe="")
+        if name is not None:
+            path += "/" + quote(name, safe="/~")
+        elif not path:
+            path = "/"
+        url = f"{self._scheme}://{netloc}{path}"
+        if query:
+            url += "?" + "&".join(
+                f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items())
+            )
+        return url
+
+    async def _payload_hash(self, body: bytes | RequestBody | None) -> str:
+        if body is None:
+            return EMPTY_SHA256
+        if isinstance(body, RequestBody):
+            data: bytes | memoryview = body.view()
+        else:
+            data = body
+        if len(data) < THREAD_HASH:
+            return hashlib.sha256(data).hexdigest()
+        return await run_blocking(lambda: hashlib.sha256(data).hexdigest())
+
+    async def _send(
+        self,
+        op: str,
+        method: str,
+        bucket: str,
+        name: str | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | RequestBody | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Sign and send; the response of a 2xx answer (else a ClientError)."""
+        url = self._url(bucket, name, query)
+        credentials = await self._frozen_credentials()
+        request = AWSRequest(method=method, url=url, headers=dict(headers or {}))
+        request.context["payload_hash"] = await self._payload_hash(body)
+        _Signer(credentials, "s3", self._o.region).add_auth(request)
+        sent = dict(request.headers.items())
+        sent["Accept-Encoding"] = "identity"
+        response = await self._http.request(
+            method, URL(url, encoded=True), headers=sent, data=body, allow_redirects=False
+        )
+        if response.status >= 300:
+            await self._raise(op, method, response)
+        return response
+
+    async def _frozen_credentials(self) -> Any:
+        credentials = self._credentials
+        if credentials is None:
+            raise botocore.exceptions.NoCredentialsError()
+        getter = getattr(credentials, "get_frozen_credentials", None)
+        if getter is None:
+            return credentials
+        frozen = getter()  # aiobotocore's refreshable credentials: a coroutine
+        return await frozen if inspect.isawaitable(frozen) else frozen
+
+    async def _raise(self, op: str, method: str, response: aiohttp.ClientResponse) -> None:
+        status = response.status
+        try:
+            text = b"" if method == "HEAD" else await response.read()
+        finally:
+            response.release()
+        code, message = _error_of(text)
+        raise _client_error(op, status, code or str(status), message, response.headers)
+
+    async def _xml(self, op: str, response: aiohttp.ClientResponse) -> ET.Element:
+        try:
+            text = await response.read()
+        finally:
+            response.release()
+        root = ET.fromstring(text)
+        if _local(root.tag) == "Error":
+            # S3 may answer 200 and an error body (CompleteMultipartUpload): a transient 500.
+            code, message = _error_of(text)
+            raise _client_error(op, 500, code or "InternalError", message, response.headers)
+        return root
+
+    # -- the client methods the driver calls ----------------------------------------------------
+    async def head_bucket(self, *, Bucket: str) -> dict[str, Any]:
+        response = await self._send("HeadBucket", "HEAD", Bucket)
+        response.release()
+        return {}
+
+    async def create_bucket(
+        self, *, Bucket: str, CreateBucketConfiguration: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        body = None
+        if CreateBucketConfiguration:
+            location = escape(CreateBucketConfiguration["LocationConstraint"])
+            body = (
+                f'<CreateBucketConfiguration xmlns="{_NS[1:-1]}"><LocationConstraint>'
+                f"{location}</LocationConstraint></CreateBucketConfiguration>"
+            ).encode()
+        response = await self._send("CreateBucket", "PUT", Bucket, body=body)
+        response.release()
+        return {}
+
+    async def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        response = await self._send("HeadObject", "HEAD", Bucket, Key)
+        response.release()
+        return _object_headers(response)
+
+    async def get_object(
+        self, *, Bucket: str, Key: str, Range: str | None = None, IfMatch: str | None = None
+    ) -> dict[str, Any]:
+        headers = {}
+        if Range is not None:
+            headers["Range"] = Range
+        if IfMatch is not None:
+            headers["If-Match"] = IfMatch
+        response = await self._send("GetObject", "GET", Bucket, Key, headers=headers)
+        result = _object_headers(response)
+        result["Body"] = _StreamingBody(response)
+        return result
+
+    async def put_object(
+        self,
+        *,
+        Bucket: str,
+        Key: str,
+        Body: bytes | RequestBody,
+        Metadata: Mapping[str, str] | None = None,
+        IfNoneMatch: str | None = None,
+    ) -> dict[str, Any]:
+        headers = _meta_headers(Metadata)
+        if IfNoneMatch is not None:
+            headers["If-None-Match"] = IfNoneMatch
+        response = await self._send("PutObject", "PUT", Bucket, Key, headers=headers, body=Body)
+        response.release()
+        return {"ETag": response.headers.get("ETag")}
+
+    async def delete_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        response = await self._send("DeleteObject", "DELETE", Bucket, Key)
+        response.release()
+        return {}
+
+    async def list_objects_v2(
+        self, *, Bucket: str, Prefix: str = "", ContinuationToken: str | None = None
+    ) -> dict[str, Any]:
+        query = {"list-type": "2", "encoding-type": "url", "prefix": Prefix}
+        if ContinuationToken is not None:
+            query["continuation-token"] = ContinuationToken
+        root = await self._xml(
+            "ListObjectsV2", await self._send("ListObjectsV2", "GET", Bucket, query=query)
+        )
+        contents = []
+        for item in root.iter(f"{_NS}Contents"):
+            contents.append(
+                {
+                    "Key": unquote_plus(_text(item, "Key")),
+                    "Size": int(_text(item, "Size")),
+                    "LastModified": datetime.fromisoformat(
+                        _text(item, "LastModified").replace("Z", "+00:00")
+                    ),
+                    "ETag": _text(item, "ETag"),
+                }
+            )
+        result: dict[str, Any] = {
+            "Contents": contents,
+            "IsTruncated": _text(root, "IsTruncated") == "true",
+        }
+        token = root.find(f"{_NS}NextContinuationToken")
+        if token is not None and token.text:
+            result["NextContinuationToken"] = token.text
+        return result
+
+    async def create_multipart_upload(
+        self, *, Bucket: str, Key: str, Metadata: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        response = await self._send(
+            "CreateMultipartUpload",
+            "POST",
+            Bucket,
+            Key,
+            query={"uploads": ""},
+            headers=_meta_headers(Metadata),
+        )
+        root = await self._xml("CreateMultipartUpload", response)
+        return {"UploadId": _text(root, "UploadId")}
+
+    async def upload_part(
+        self, *, Bucket: str, Key: str, UploadId: str, PartNumber: int, Body: RequestBody | bytes
+    ) -> dict[str, Any]:
+        query = {"partNumber": str(PartNumber), "uploadId": UploadId}
+        response = await self._send("UploadPart", "PUT", Bucket, Key, query=query, body=Body)
+        response.release()
+        return {"ETag": response.headers.get("ETag")}
+
+    async def complete_multipart_upload(
+        self,
+        *,
+        Bucket: str,
+        Key: str,
+        UploadId: str,
+        MultipartUpload: Mapping[str, Any],
+        IfNoneMatch: str | None = None,
+    ) -> dict[str, Any]:
+        parts = "".join(
+            f"<Part><PartNumber>{p['PartNumber']}</PartNumber><ETag>{escape(p['ETag'])}</ETag>"
+            "</Part>"
+            for p in MultipartUpload["Parts"]
+        )
+        body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
+        headers = {"If-None-Match": IfNoneMatch} if IfNoneMatch is not None else {}
+        response = await self._send(
+            "CompleteMultipartUpload",
+            "POST",
+            Bucket,
+            Key,
+            query={"uploadId": UploadId},
+            headers=headers,
+            body=body,
+        )
+        root = await self._xml("CompleteMultipartUpload", response)
+        return {"ETag": root.findtext(f"{_NS}ETag")}
+
+    async def abort_multipart_upload(
+        self, *, Bucket: str, Key: str, UploadId: str
+    ) -> dict[str, Any]:
+        response = await self._send(
+            "AbortMultipartUpload", "DELETE", Bucket, Key, query={"uploadId": UploadId}
+        )
+        response.release()
+        return {}
+
+
+# -- answers --------------------------------------------------------------------------------------
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _text(element: ET.Element, name: str) -> str:
+    found = element.find(f"{_NS}{name}")
+    if found is None:
+        found = element.find(name)
+    return (found.text or "") if found is not None else ""
+
+
+def _error_of(text: bytes) -> tuple[str, str]:
+    """(code, message) of an S3 XML error body ("" when there is none)."""
+    if not text:
+        return "", ""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        return "", text[:200].decode("utf-8", "replace")
+    return root.findtext("Code") or "", root.findtext("Message") or ""
+
+
+def _client_error(
+    op: str, status: int, code: str, message: str, headers: Mapping[str, str]
+) -> botocore.exceptions.ClientError:
+    return botocore.exceptions.ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {k.lower(): v for k, v in headers.items()},
+            },
+        },
+        op,
+    )
+
+
+def _meta_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {f"{_META}{k}": v for k, v in (metadata or {}).items()}
+
+
+def _object_headers(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    h = response.headers
+    result: dict[str, Any] = {
+        "ContentLength": int(h.get("Content-Length", "0")),
+        "ETag": h.get("ETag"),
+        "Metadata": {
+            k[len(_META) :].lower(): v for k, v in h.items() if k.lower().startswith(_META)
+        },
+    }
+    if "Content-Range" in h:
+        result["ContentRange"] = h["Content-Range"]
+    modified = h.get("Last-Modified")
+    if modified:
+        result["LastModified"] = parsedate_to_datetime(modified)
+    return result
