@@ -1,4 +1,8 @@
-"""One Swift session: an aiohttp client on one event loop, its token, and every operation."""
+"""One Swift session: an aiohttp client on one event loop, its token, and every operation.
+
+Retries: a read's GET and every resumption of its body share one attempt budget; every other
+request (each segment, the manifest, each listing page) has a budget of its own.
+"""
 
 from __future__ import annotations
 
@@ -187,7 +191,7 @@ class SwiftSession(DriverSession):
                 await self._simple(None, "PUT", container, None, ok={201, 202})
         self._segments_ready = True
 
-    async def _segment_container(self, budget: Attempts) -> None:
+    async def _segment_container(self, budget: Attempts | None) -> None:
         if not self._segments_ready:
             await self._simple(budget, "PUT", self._o.segment_container, None, ok={201, 202})
             self._segments_ready = True
@@ -231,14 +235,13 @@ class SwiftSession(DriverSession):
     ) -> None:
         o = self._o
         name = self._name(key)
-        budget = self._policy.attempts()
         headers = encode_metadata(metadata)
         old_segments: list[str] = []
         if overwrite:
-            old_segments = await self._segments_of(name, budget)
+            old_segments = await self._segments_of(name, None)
         else:
             headers["If-None-Match"] = "*"
-            if await self._exists(name, budget):
+            if await self._exists(name, None):
                 raise Duplicate("an object already exists under this key", key=key)
         if size is not None and size <= o.large_object_size:
             await self._put_streamed(name, stream, size, headers)
@@ -248,11 +251,11 @@ class SwiftSession(DriverSession):
             if first is None or (size is None and len(first) < o.segment_size):
                 # The whole (unsized) object fitted in one segment: one plain PUT.
                 headers["Content-Length"] = str(len(first or b""))
-                resp = await self._call(budget, "PUT", o.container, name, ok={201},
+                resp = await self._call(None, "PUT", o.container, name, ok={201},
                                         headers=headers, body=first or b"")  # fmt: skip
                 resp.release()
             else:
-                await self._put_large(name, _prepend(first, pieces), headers, budget)
+                await self._put_large(name, _prepend(first, pieces), headers, None)
         if old_segments:
             await shielded(self._delete_paths(old_segments))
 
@@ -293,7 +296,7 @@ class SwiftSession(DriverSession):
         name: str,
         pieces: AsyncIterator[bytes],
         headers: dict[str, str],
-        budget: Attempts,
+        budget: Attempts | None,
     ) -> None:
         """A Static Large Object: segments in ``<container>_segments`` (up to ``max_concurrency``
         at once), then the manifest. Any failure or cancellation deletes every segment sent."""
@@ -302,13 +305,13 @@ class SwiftSession(DriverSession):
         sent: list[str] = []
         manifest: dict[int, dict[str, Any]] = {}
         pending: set[asyncio.Task[None]] = set()
-        await self._segment_container(budget)
+        await self._segment_container(None)
 
         async def upload(index: int, piece: bytes) -> None:
             seg = f"{base}{index:08d}"
             sent.append(f"/{o.segment_container}/{seg}")
             hdrs = {"Content-Length": str(len(piece))}
-            resp = await self._call(budget, "PUT", o.segment_container, seg, ok={201},
+            resp = await self._call(None, "PUT", o.segment_container, seg, ok={201},
                                     headers=hdrs, body=piece)  # fmt: skip
             resp.release()
             manifest[index] = {
@@ -317,7 +320,7 @@ class SwiftSession(DriverSession):
                 "size_bytes": len(piece),
             }
 
-        async def settle(wait: asyncio.Future[Any] | None = None) -> None:
+        async def settle() -> None:
             done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 pending.discard(task)
@@ -335,7 +338,7 @@ class SwiftSession(DriverSession):
                 await settle()
             body = json.dumps([manifest[i] for i in range(index)]).encode()
             resp = await self._call(
-                budget, "PUT", o.container, name, ok={201}, headers=headers, body=body,
+                None, "PUT", o.container, name, ok={201}, headers=headers, body=body,
                 params={"multipart-manifest": "put"},
             )  # fmt: skip
             resp.release()
@@ -367,7 +370,7 @@ class SwiftSession(DriverSession):
 
         await asyncio.gather(*(one(p) for p in paths))
 
-    async def _exists(self, name: str, budget: Attempts) -> bool:
+    async def _exists(self, name: str, budget: Attempts | None) -> bool:
         try:
             await self._simple(budget, "HEAD", self._o.container, name, ok={200, 204})
         except SwiftStatus as exc:
@@ -376,7 +379,7 @@ class SwiftSession(DriverSession):
             raise
         return True
 
-    async def _segments_of(self, name: str, budget: Attempts) -> list[str]:
+    async def _segments_of(self, name: str, budget: Attempts | None) -> list[str]:
         """The segment paths of ``name`` when it is a Static Large Object this driver wrote (its
         ``X-Object-Meta-Aiostore-Segments`` names them: RGW does not return manifests), else []."""
         try:
@@ -389,17 +392,19 @@ class SwiftSession(DriverSession):
         if not base:
             return []
         container = self._o.segment_container
-        names = [n async for n in self._names(container, base, budget)]
+        names = [n async for n in self._names(container, base, None)]
         return [f"/{container}/{n}" for n in names]
 
-    async def _names(self, container: str, prefix: str, budget: Attempts) -> AsyncIterator[str]:
+    async def _names(
+        self, container: str, prefix: str, budget: Attempts | None
+    ) -> AsyncIterator[str]:
         """Every object name under ``prefix`` in ``container``, page by page (``marker``)."""
         marker = ""
         while True:
             params = {"format": "json", "prefix": prefix, "limit": str(PAGE)}
             if marker:
                 params["marker"] = marker
-            _, body = await self._simple(budget, "GET", container, None, ok={200, 204},
+            _, body = await self._simple(None, "GET", container, None, ok={200, 204},
                                          params=params)  # fmt: skip
             page = json.loads(body) if body.strip() else []
             names = [e["name"] for e in page if isinstance(e, dict) and "name" in e]
@@ -468,10 +473,9 @@ class SwiftSession(DriverSession):
 
     async def delete(self, key: str) -> None:
         name = self._name(key)
-        budget = self._policy.attempts()
         with errors.mapping(key=key, operation="delete"):
-            segments = await self._segments_of(name, budget)
-            await self._simple(budget, "DELETE", self._o.container, name, ok={204})
+            segments = await self._segments_of(name, None)
+            await self._simple(None, "DELETE", self._o.container, name, ok={204})
             if segments:
                 await shielded(self._delete_paths(segments))
 
@@ -479,13 +483,12 @@ class SwiftSession(DriverSession):
         o = self._o
         full = o.prefix + prefix
         marker = ""
-        budget = self._policy.attempts()
         while True:
             params = {"format": "json", "prefix": full, "limit": str(PAGE)}
             if marker:
                 params["marker"] = marker
             with errors.mapping(operation="list"):
-                _, body = await self._simple(budget, "GET", o.container, None, ok={200, 204},
+                _, body = await self._simple(None, "GET", o.container, None, ok={200, 204},
                                              params=params)  # fmt: skip
                 page = json.loads(body) if body.strip() else []
             if not isinstance(page, list):
