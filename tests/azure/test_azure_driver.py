@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import json
 import logging
 import os
@@ -306,3 +307,18 @@ async def test_read_only_store_never_writes_and_missing_container(
             await m["azure"].put("k", b"v")
         finally:
             admin.delete_container("t-created-at-start")
+
+
+def test_missing_extra_names_it(
+    azure_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its backend library the store fails to build, naming the extra to install."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "azure.storage.blob" else real(name, *a),
+    )
+    with pytest.raises(BadStoreConfiguration) as info:
+        StoreManager(azure_config())
+    assert "pip install 'aiostore[azure]'" in str(info.value)

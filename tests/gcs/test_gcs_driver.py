@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import importlib.util
 import json
 import os
 from collections.abc import AsyncIterator
@@ -210,3 +211,16 @@ async def test_read_only_store_never_writes_and_create_bucket(
         finally:
             admin.request("DELETE", "/b/t-created-at-start/o/k")
             admin.request("DELETE", "/b/t-created-at-start")
+
+
+def test_missing_extra_names_it(gcs_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without its backend library the store fails to build, naming the extra to install."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "gcloud.aio.storage" else real(name, *a),
+    )
+    with pytest.raises(BadStoreConfiguration) as info:
+        StoreManager(gcs_config())
+    assert "pip install 'aiostore[gcs]'" in str(info.value)

@@ -42,7 +42,8 @@ class NameGuard:
             yield
         finally:
             with self._lock:
-                woken = self._held.pop(name)
+                # A copy: woken waiters remove themselves from the list while we go through it.
+                woken = list(self._held.pop(name))
             for waiter in woken:
                 with contextlib.suppress(RuntimeError):  # its loop has closed
                     waiter.get_loop().call_soon_threadsafe(_wake, waiter)
