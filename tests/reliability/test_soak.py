@@ -143,6 +143,7 @@ class Rig:
     checks: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hangs: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     heals: dict[str, Heal] = field(default_factory=dict)
     version: int = 0
@@ -210,6 +211,41 @@ class Rig:
         ops, last = self._window(lk)
         if not any(o.size == size for o in ops[max(last, 0) :]):
             self.violation("torn", f"{lk}: stat size {size} is no current version's")
+
+
+def _await_chain(coro: Any) -> list[str]:
+    """Where a suspended coroutine waits: one line per frame of its await chain."""
+    out = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            out.append(repr(coro)[:300])
+            break
+        code = frame.f_code
+        out.append(
+            f"{code.co_filename.split('site-packages/')[-1]}:{frame.f_lineno} {code.co_name}"
+        )
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return out
+
+
+async def watched(rig: Rig, label: str, coro: Awaitable[Any]) -> Any:
+    """Await ``coro`` in a task; past ``HUNG`` seconds record where it hangs, cancel it and raise
+    TimeoutError."""
+    task = asyncio.ensure_future(coro)
+    try:
+        done, _ = await asyncio.wait([task], timeout=HUNG)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        chain = _await_chain(task.get_coro())
+        rig.violation("hung", f"{label}: over {HUNG:.0f} s, at {chain[-3:]}")
+        rig.hangs.append(f"{label}:\n  " + "\n  ".join(chain))
+        task.cancel()
+        await asyncio.wait([task], timeout=HUNG)
+        raise TimeoutError(label)
+    return task.result()
 
 
 class Heal:
@@ -302,27 +338,26 @@ class Worker:
 
     async def step(self, key: str) -> bool:
         r = self.rng.random()
+        if r < 0.40:
+            what, coro = "put", self.put(key)
+        elif r < 0.65:
+            what, coro = "read", self.read_whole(key)
+        elif r < 0.75:
+            what, coro = "read range", self.read_range(key)
+        elif r < 0.85:
+            what, coro = "stat", self.stat(key)
+        elif r < 0.93:
+            what, coro = "delete", self.delete(key)
+        elif self.name != "web":
+            what, coro = "list", self.list()
+        else:
+            what, coro = "exists", self.reader.exists(key)
         try:
-            async with asyncio.timeout(HUNG):
-                if r < 0.40:
-                    await self.put(key)
-                elif r < 0.65:
-                    self.rig.judge(self.lk(key), await self.read(key))
-                elif r < 0.75:
-                    await self.read_range(key)
-                elif r < 0.85:
-                    await self.stat(key)
-                elif r < 0.93:
-                    await self.delete(key)
-                elif self.name != "web":
-                    [info async for info in self.reader.list(self.keys[0].split("/")[0] + "/")]
-                else:
-                    await self.reader.exists(key)
+            await watched(self.rig, f"{self.lk(key)} {what}", coro)
         except StoreError:
             self.rig.counts["refused"] += 1
             return False
         except TimeoutError:
-            self.rig.violation("hung", f"{self.lk(key)}: an operation took over {HUNG} s")
             return False
         except Exception as exc:  # counted: the contract maps every error to a StoreError
             self.rig.violation("unexpected", f"{self.lk(key)}: {exc!r}")
@@ -330,6 +365,12 @@ class Worker:
         finally:
             self.rig.counts["ops"] += 1
         return True
+
+    async def read_whole(self, key: str) -> None:
+        self.rig.judge(self.lk(key), await self.read(key))
+
+    async def list(self) -> None:
+        [info async for info in self.reader.list(self.keys[0].split("/")[0] + "/")]
 
     async def read(self, key: str) -> bytes | None:
         try:
@@ -396,8 +437,7 @@ async def read_back(rig: Rig, store: Store, lk: str, key: str) -> None:
     """Read ``key`` whole (retrying transient errors) and judge it against the ledger."""
     for _ in range(60):
         try:
-            async with asyncio.timeout(HUNG):
-                data: bytes | None = await store.read(key)
+            data: bytes | None = await watched(rig, f"{lk} read back", store.read(key))
         except NotFound:
             data = None
         except (StoreError, TimeoutError):
@@ -470,7 +510,15 @@ async def erofs_injector(rig: Rig, store: Store, mount: Path) -> None:
     rng = random.Random("erofs")
     try:
         while rig.faults["EROFS"] < rig.size.targets["EROFS"] and not rig.stop.is_set():
-            await asyncio.to_thread(_mount, "-o", "remount,ro,bind", str(mount))
+            for _ in range(200):  # EBUSY while a writer holds a file open for writing
+                if await asyncio.to_thread(
+                    _mount, "-o", "remount,ro,bind", str(mount), check=False
+                ):
+                    break
+                await asyncio.sleep(0.005)
+            else:
+                rig.notes.append("EROFS: the bind mount stayed busy")
+                continue
             rig.faults["EROFS"] += 1
             await _probe_put(rig, store, "ro", "inj/erofs", rng.randint(1, 64) * 1024)
             await asyncio.sleep(rng.uniform(0.05, 0.3))
@@ -597,14 +645,13 @@ async def cancel_injector(rig: Rig, stores: dict[str, Store]) -> None:
         i += 1
         name, pattern = rng.choice(names), PATTERNS[i % len(PATTERNS)]
         delay = rng.uniform(0, 0.3 if name == "s3" else 0.02)
+        if name == "web" or pattern == "read":
+            coro = _cancel_read(stores[name], delay, rng)
+        else:
+            coro = _cancel_put(rig, stores[name], name, pattern, delay, rng, i)
         try:
-            async with asyncio.timeout(HUNG):
-                if name == "web" or pattern == "read":
-                    landed = await _cancel_read(stores[name], delay, rng)
-                else:
-                    landed = await _cancel_put(rig, stores[name], name, pattern, delay, rng, i)
+            landed = await watched(rig, f"{name}: cancelled {pattern}", coro)
         except TimeoutError:
-            rig.violation("hung", f"{name}: a cancelled {pattern} did not end in {HUNG} s")
             continue
         rig.faults["cancellation"] += landed
         rig.counts["ops"] += 1
@@ -1028,6 +1075,8 @@ async def test_soak(request: pytest.FixtureRequest, tmp_path: Path, capsys: Any)
     rig, elapsed = await run_soak(size, tmp_path)
     text = table(rig, elapsed)
     _write(text, tmp_path / "soak-table.txt", os.environ.get("AIOSTORE_SOAK_TABLE"))
+    if rig.hangs:
+        _write("\n".join(rig.hangs), tmp_path / "soak-hangs.txt")
     with capsys.disabled():
         print("\n" + text, flush=True)
     assert shortfalls(rig) == []
