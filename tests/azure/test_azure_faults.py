@@ -4,6 +4,7 @@ resets, 503 ServerBusy, a black hole, latency, and recovery."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -13,15 +14,17 @@ import pytest
 from aiostore import (
     BackendUnavailable,
     Capability,
+    ChecksumMismatch,
     OperationTimeout,
     Store,
     StoreAddDisabled,
     StoreManager,
 )
+from aiostore.drivers.azure import _session
 from aiostore.testing import wait_for_capability
 from tests.support.faultproxy import FaultProxy
 
-from .conftest import ACCOUNT, ConfigFactory
+from .conftest import ACCOUNT, BlobServiceClient, ConfigFactory
 
 SMALL = os.urandom(4096)
 #: Probes only when a test calls ``store.probe()``; verdicts act at once.
@@ -173,3 +176,25 @@ async def test_degraded_latency_revokes_read_random(
         assert "degraded" in str(report)
         proxy.pass_through()
         assert (await store.probe()).healthy
+
+
+async def test_read_resumes_after_a_reset_on_the_same_version(
+    faulty: Store, proxy: FaultProxy, admin: BlobServiceClient, container: str
+) -> None:
+    """A connection reset mid-read resumes from where it broke (exact bytes); when the blob
+    was replaced in between, the resumed range is refused (If-Match): ChecksumMismatch."""
+    data = os.urandom(3 * _session.READ_CHUNK)
+    await faulty.put("big", data)
+    for replace in (False, True):
+        got = bytearray()
+        with pytest.raises(ChecksumMismatch) if replace else contextlib.nullcontext():
+            async with faulty.open("big") as reader:
+                got += await reader.__anext__()
+                if replace:
+                    admin.get_blob_client(container, "big").upload_blob(b"new", overwrite=True)
+                proxy.set_mode("reset", requests=1)
+                async for chunk in reader:
+                    got += chunk
+        if not replace:
+            assert bytes(got) == data
+            assert proxy.counts["reset"] == 1
