@@ -33,6 +33,9 @@ class FakeCloud:
     tokens: set[str] = field(default_factory=set)
     objects: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
+    #: Listing pages served; the page with this number (1-based) answers 500.
+    pages: int = 0
+    failing_page: int | None = None
 
     def catalog(self) -> list[dict[str, Any]]:
         def ep(iface: str, region: str) -> dict[str, Any]:
@@ -74,6 +77,9 @@ class FakeCloud:
         if not name:  # the container
             if request.method in ("HEAD", "PUT"):
                 return web.Response(status=204 if request.method == "HEAD" else 202)
+            self.pages += 1
+            if self.pages == self.failing_page:
+                return web.Response(status=500)
             prefix = request.query.get("prefix", "")
             marker = request.query.get("marker", "")
             limit = int(request.query.get("limit", "10000"))
@@ -211,3 +217,37 @@ async def test_store_over_keystone_refreshes_a_rejected_token_once(
         assert PASSWORD not in text
         for token in cloud.issued:
             assert token not in text
+
+
+async def test_listing_pages_with_marker_and_never_returns_part_of_it(
+    cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiostore import BackendUnavailable
+    from aiostore.drivers.swift import _session
+
+    monkeypatch.setattr(_session, "PAGE", 2)
+    table = {
+        "driver": "swift",
+        "auth_url": f"{cloud.base}/v3",
+        "auth_version": "3",
+        "user": "demo",
+        "key": PASSWORD,
+        "project": "proj",
+        "container": "images",
+        "max_attempts": 1,
+        "probe": {"enabled": False},
+    }
+    async with StoreManager({"stores": {"ks": table}}) as manager:
+        store = manager["ks"]
+        keys = [f"p/{i}" for i in range(5)]
+        for key in keys:
+            await store.put(key, key.encode())
+        cloud.pages = 0
+        assert [i.key async for i in store.list("p/")] == keys
+        assert cloud.pages == 3  # 2 + 2 + 1
+        cloud.pages, cloud.failing_page = 0, 2
+        seen: list[str] = []
+        with pytest.raises(BackendUnavailable):
+            async for info in store.list("p/"):
+                seen.append(info.key)
+        assert seen == keys[:2]  # what came before the failure, then an error: never a silent end

@@ -6,6 +6,7 @@ import aiohttp
 
 from ...errors import (
     BackendUnavailable,
+    ChecksumMismatch,
     Duplicate,
     NotFound,
     OperationTimeout,
@@ -47,6 +48,8 @@ def _from_status(exc: BaseException, ctx: ErrorContext) -> StoreError:
         return NotFound("no such object", key=ctx.key)
     if status == 412 and ctx.operation == "put":
         return Duplicate("an object already exists under this key", key=ctx.key)
+    if status == 412 and ctx.operation == "read":  # a resumption pinned to another version
+        return ChecksumMismatch("the object changed while it was being read", key=ctx.key)
     if status in (401, 403):
         if ctx.write:
             return StorageWriteDenied(f"access denied ({text})", key=ctx.key)
