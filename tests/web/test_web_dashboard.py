@@ -12,6 +12,7 @@ import pytest
 
 from aiostore import Capability, StorageWriteDenied
 from aiostore.capabilities.flags import NAMED
+from aiostore.web import ServerOptions
 
 from .support import HAS_FILE_DRIVER, serve, store_config
 
@@ -141,6 +142,75 @@ async def test_dashboard_shows_a_revocation_within_two_seconds(tmp_path: Path) -
                     '#timeline li[data-store="mem"][data-kind="restored"]', timeout=2000
                 )
                 await page.screenshot(path=str(tmp_path / "dashboard-restored.png"), full_page=True)
+                assert errors == []
+            finally:
+                await browser.close()
+
+
+async def test_dashboard_asks_for_the_token_once_and_works_with_it(tmp_path: Path) -> None:
+    """Behind ``--token-file`` the page asks for the token (a wrong one is refused and asked
+    again), then paints the grid, follows the event stream and probes with it; a reload in the
+    same tab does not ask again."""
+    (tmp_path / "token").write_text("dash-token\n")
+    config = {
+        "probe": {"interval": 30.0, "failures_to_revoke": 1, "successes_to_restore": 1},
+        "stores": {"mem": {"driver": "memory"}},
+    }
+    server = ServerOptions(token_file=str(tmp_path / "token"))
+    assert async_playwright is not None
+    async with serve(config, heartbeat=1.0, server=server) as (client, manager):
+        assert (await client.get("/stores")).status == 401
+        url = str(client.make_url("/"))
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(url)
+                await page.wait_for_selector("#login:not([hidden])", timeout=5000)
+                assert await page.query_selector(cell("mem", "current", "WRITE_ACCESS")) is None
+
+                await page.fill("#token", "not-the-token")
+                await page.click("#login button[type=submit]")
+                await page.wait_for_function(
+                    "document.getElementById('login-message').textContent.includes('refused')",
+                    timeout=5000,
+                )
+                assert not await page.is_hidden("#login")
+
+                await page.fill("#token", "dash-token")
+                await page.click("#login button[type=submit]")
+                await page.wait_for_selector(
+                    cell("mem", "current", "WRITE_ACCESS", True), timeout=5000
+                )
+                assert await page.is_hidden("#login")
+                await page.wait_for_selector('#conn[data-state="live"]', timeout=5000)
+
+                # The event stream runs with the token: a revocation shows at once.
+                store = manager["mem"]
+                store.faults.read_only = True
+                with pytest.raises(StorageWriteDenied):
+                    await store.put("k", b"v")
+                await page.wait_for_selector(
+                    cell("mem", "current", "WRITE_ACCESS", False), timeout=3000
+                )
+                # "probe now" is a POST with the token.
+                store.faults.clear()
+                async with page.expect_response("**/stores/mem/probe") as probed:
+                    await page.click("#store-mem .probe-now")
+                assert (await probed.value).status == 200
+                await page.wait_for_selector(
+                    cell("mem", "current", "WRITE_ACCESS", True), timeout=3000
+                )
+
+                # Same tab, new page load: the token is remembered, nothing is asked.
+                await page.reload()
+                await page.wait_for_selector(
+                    cell("mem", "current", "WRITE_ACCESS", True), timeout=5000
+                )
+                assert await page.is_hidden("#login")
+                await page.screenshot(path=str(tmp_path / "dashboard-token.png"), full_page=True)
                 assert errors == []
             finally:
                 await browser.close()

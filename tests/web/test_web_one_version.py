@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from aiostore._store import ObjectReader
-
 from .support import HAS_FILE_DRIVER, serve, store_config
 
 pytestmark = pytest.mark.skipif(not HAS_FILE_DRIVER, reason="aiostore.drivers.file is missing")
@@ -103,14 +101,6 @@ async def reader(client: TestClient[Any, Any], index: int, stop: float, checks: 
             checks.check(resp.status, resp.headers, body, rng)
 
 
-_READER_INFO = hasattr(ObjectReader, "info")
-
-
-@pytest.mark.xfail(
-    not _READER_INFO,
-    reason="ObjectReader.info (headers from the open reader) has not landed in the core yet",
-    strict=False,
-)
 async def test_get_headers_always_describe_the_body(tmp_path: Path) -> None:
     config = {"probe": {"enabled": False}, "stores": {"s": store_config("file", tmp_path)}}
     async with serve(config) as (client, _):

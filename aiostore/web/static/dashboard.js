@@ -12,6 +12,12 @@
   const MAX_TIMELINE = 200;
   const SYMBOL = { held: "\u2713", revoked: "\u2717", "config-off": "\u2013", absent: "\u00b7" };
 
+  // The bearer token, when the service asks for one (aiostore serve --token-file): asked once,
+  // kept in sessionStorage for this tab only (gone when the tab closes, never in a URL).
+  const TOKEN_KEY = "aiostore-token";
+  let token = sessionStorage.getItem(TOKEN_KEY) || "";
+  let streaming = false;
+
   let caps = []; // [{name, value}]
   const stores = new Map(); // name -> latest store snapshot (the /stores shape)
   let refreshSoon = null;
@@ -210,10 +216,45 @@
     while (list.children.length > MAX_TIMELINE) list.lastElementChild.remove();
   }
 
+  // -- the token ---------------------------------------------------------------------------
+  function authHeaders(extra) {
+    const headers = Object.assign({}, extra || {});
+    if (token) headers["Authorization"] = "Bearer " + token;
+    return headers;
+  }
+
+  // Every request goes through here: a 401 means "ask for the token" (again, if it was wrong).
+  async function api(path, init) {
+    const resp = await fetch(path, Object.assign({ cache: "no-store" }, init || {}, {
+      headers: authHeaders((init && init.headers) || {}),
+    }));
+    if (resp.status === 401) askToken(token ? "That token was refused. Token:" : "This service needs a token:");
+    return resp;
+  }
+
+  function askToken(message) {
+    const form = document.getElementById("login");
+    document.getElementById("login-message").textContent = message;
+    form.hidden = false;
+    setConn("lost", "token needed");
+    document.getElementById("token").focus();
+  }
+
+  function useToken(event) {
+    event.preventDefault();
+    const input = document.getElementById("token");
+    token = input.value.trim();
+    input.value = "";
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+    document.getElementById("login").hidden = true;
+    connect();
+  }
+
   async function refresh() {
     if (!caps.length) return;
     try {
-      const resp = await fetch("stores", { cache: "no-store" });
+      const resp = await api("stores");
       if (resp.ok) applySnapshot(await resp.json());
     } catch (err) {
       /* the event stream reports connection trouble */
@@ -223,7 +264,7 @@
   async function probeNow(name, button) {
     button.disabled = true;
     try {
-      const resp = await fetch(`stores/${encodeURIComponent(name)}/probe`, { method: "POST" });
+      const resp = await api(`stores/${encodeURIComponent(name)}/probe`, { method: "POST" });
       if (resp.ok) {
         stores.set(name, await resp.json());
         paint(name);
@@ -239,27 +280,74 @@
     el.textContent = text;
   }
 
-  function connect() {
-    const source = new EventSource("events");
-    source.addEventListener("open", () => {
-      setConn("live", "live");
-      if (!connected) addTimeline(Date.now() / 1000, "", "info", "connected to the event stream", "");
-      connected = true;
-    });
-    source.addEventListener("error", () => {
-      if (connected) addTimeline(Date.now() / 1000, "", "info", "event stream lost; reconnecting", "");
-      connected = false;
-      if (source.readyState === EventSource.CLOSED) {
-        setConn("lost", "disconnected");
-        setTimeout(connect, 3000); // the browser gave up (e.g. a non-200 answer): start over
-      } else {
-        setConn("connecting", "reconnecting\u2026");
-      }
-    });
-    source.addEventListener("snapshot", (e) => applySnapshot(JSON.parse(e.data)));
-    source.addEventListener("capability", (e) => applyChange(JSON.parse(e.data)));
+  // -- the event stream ----------------------------------------------------------------------
+  // EventSource cannot send an Authorization header, so the stream is read with fetch() and
+  // parsed here (the text/event-stream format: "event:" and "data:" lines, a blank line ends an
+  // event, ":" lines are comments). The alternative, a token in the query string, would leave
+  // the token in access logs, proxies and the browser history.
+  function onOpen() {
+    setConn("live", "live");
+    if (!connected) addTimeline(Date.now() / 1000, "", "info", "connected to the event stream", "");
+    connected = true;
   }
 
+  function dispatch(event, data) {
+    if (event === "snapshot") applySnapshot(JSON.parse(data));
+    else if (event === "capability") applyChange(JSON.parse(data));
+  }
+
+  async function streamEvents() {
+    const resp = await api("events", { headers: { Accept: "text/event-stream" } });
+    if (resp.status === 401) return false; // api() asked for the token; connect() again after it
+    if (!resp.ok || !resp.body) throw new Error(`events: HTTP ${resp.status}`);
+    onOpen();
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let event = "message";
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return true;
+      buffer += value;
+      let nl;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, nl).replace(/\r$/, "");
+        buffer = buffer.slice(nl + 1);
+        if (line === "") {
+          if (data.length) dispatch(event, data.join("\n"));
+          event = "message";
+          data = [];
+        } else if (!line.startsWith(":")) {
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let text = colon < 0 ? "" : line.slice(colon + 1);
+          if (text.startsWith(" ")) text = text.slice(1);
+          if (field === "event") event = text;
+          else if (field === "data") data.push(text);
+        }
+      }
+    }
+  }
+
+  function connect() {
+    if (streaming) return;
+    streaming = true;
+    streamEvents().then(
+      (ended) => lost(ended ? "event stream ended; reconnecting" : null),
+      () => lost("event stream lost; reconnecting")
+    );
+  }
+
+  function lost(message) {
+    streaming = false;
+    if (message === null) return; // waiting for a token
+    if (connected) addTimeline(Date.now() / 1000, "", "info", message, "");
+    connected = false;
+    setConn("connecting", "reconnecting\u2026");
+    setTimeout(connect, 2000);
+  }
+
+  document.getElementById("login").addEventListener("submit", useToken);
   setInterval(refresh, REFRESH_MS);
   setInterval(() => {
     for (const el of document.querySelectorAll(".ago")) {
