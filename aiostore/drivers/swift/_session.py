@@ -75,7 +75,7 @@ class SwiftSession(DriverSession):
             trust_env=False,
         )
         #: Create-only puts of one key wait for each other here (see ``put``).
-        self._claims: dict[str, asyncio.Lock] = {}
+        self._claims: dict[str, _Claim] = {}
         self._segments_ready = False
 
     def __repr__(self) -> str:
@@ -215,14 +215,16 @@ class SwiftSession(DriverSession):
                 await self._put(key, stream, size, overwrite, metadata)
                 return
             # If-None-Match: * makes create-only atomic on Swift. Ceph RGW's Swift API ignores
-            # it, so a HEAD checks first and create-only puts of one key in this session wait
-            # for each other: atomic within the process there, across processes on Swift.
-            lock = self._claims.setdefault(key, asyncio.Lock())
+            # it, so a HEAD checks first and create-only puts of one key in this session (one
+            # event loop) wait for each other: atomic there within the session only.
+            claim = self._claims.setdefault(key, _Claim())
+            claim.users += 1
             try:
-                async with lock:
+                async with claim.lock:
                     await self._put(key, stream, size, overwrite, metadata)
             finally:
-                if not lock.locked() and self._claims.get(key) is lock:
+                claim.users -= 1
+                if claim.users == 0:
                     del self._claims[key]
 
     async def _put(
@@ -594,6 +596,16 @@ class SwiftSession(DriverSession):
             )
         verdicts.setdefault(Capability.READ_RANDOM, Verdict.ok())
         return verdicts
+
+
+class _Claim:
+    """Create-only puts of one key in progress: they take turns."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 async def _never(pos: int, budget: Attempts) -> aiohttp.ClientResponse:
