@@ -3,14 +3,15 @@
 aiostore runs on asyncio and uses anyio's primitives (task groups, ``CapacityLimiter``,
 ``to_thread``) where they fit. Two helpers cover every driver's needs:
 
-- :func:`run_blocking` runs a blocking call in a worker thread. When the caller is cancelled
-  (natively — ``task.cancel()``, ``asyncio.timeout`` — or by an anyio scope) it gets control
-  back *at once*, even while the call hangs in a system call (a stalled NFS mount, a paused Ceph
-  cluster). The abandoned thread finishes on its own; a :class:`Fence` passed along makes sure it
-  can no longer commit anything afterwards: before its irreversible step (a rename, a multipart
-  completion) the thread calls :meth:`Fence.commit`, which fails once the caller has gone. If the
-  thread is already committing when the cancellation arrives, the caller waits for that step to
-  end — the operation then happened, and the caller still sees its cancellation.
+- :func:`run_blocking` runs a blocking call in a worker thread of one bounded pool. When the
+  caller is cancelled (natively — ``task.cancel()``, ``asyncio.timeout`` — or by an anyio scope)
+  it gets control back *at once*, even while the call hangs in a system call (a stalled NFS
+  mount, a paused Ceph cluster). The abandoned thread finishes on its own; a :class:`Fence`
+  passed along makes sure it can no longer commit anything afterwards: before its irreversible
+  step (a rename, a multipart completion) the thread calls :meth:`Fence.commit`, which fails
+  once the caller has gone. If the thread is already committing when the cancellation arrives,
+  the caller waits for that step to end — the operation then happened, and the caller still sees
+  its cancellation.
 - :func:`shielded` runs a clean-up coroutine (abort an upload, remove a temporary file, give a
   session back) to its end under any cancellation: repeated ``task.cancel()``, timeouts, anyio
   scopes, task-group cancellation. anyio's shielded scopes do not hold back a *native* asyncio
@@ -20,6 +21,7 @@ aiostore runs on asyncio and uses anyio's primitives (task groups, ``CapacityLim
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -30,6 +32,9 @@ import anyio.to_thread
 __all__ = ["Abandoned", "Fence", "run_blocking", "run_sync", "shielded"]
 
 T = TypeVar("T")
+
+#: Worker threads of :func:`run_blocking` (blocking calls in flight at once, process-wide).
+MAX_THREADS: Final = 32
 
 _RUNNING: Final = 0
 _COMMITTING: Final = 1
@@ -104,24 +109,50 @@ async def run_blocking(
     fence: Fence | None = None,
     limiter: anyio.CapacityLimiter | None = None,
 ) -> T:
-    """Run ``fn(*args)`` in a worker thread (anyio's pool, bounded by ``limiter`` or anyio's
-    default limiter of the running loop).
+    """Run ``fn(*args)`` in a worker thread of aiostore's bounded pool (or, with ``limiter``,
+    in anyio's pool under that limiter).
 
     On cancellation the caller gets control back at once, unless ``fence`` says the thread is
     committing: then it waits for the thread first. Either way the cancellation is re-raised.
     """
-    task = asyncio.ensure_future(
-        anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=limiter)
-    )
+    if limiter is not None:
+        task = asyncio.ensure_future(
+            anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=limiter)
+        )
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if fence is not None and not fence.abandon():
+                await _drain(task)  # the commit is under way: it must not outlive its caller
+            else:
+                task.cancel()  # the thread runs on by itself; nothing of it can commit any more
+                task.add_done_callback(_retrieve)
+            raise
+    work = _executor().submit(fn, *args)
     try:
-        return await asyncio.shield(task)
+        return await asyncio.wrap_future(work)
     except asyncio.CancelledError:
         if fence is not None and not fence.abandon():
-            await _drain(task)  # the commit is under way: it must not outlive its caller
-        else:
-            task.cancel()  # the thread runs on by itself; nothing of it can commit any more
-            task.add_done_callback(_retrieve)
+            # The commit is under way: it must not outlive its caller.
+            await _drain(asyncio.wrap_future(work))
         raise
+
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    """aiostore's worker threads: one bounded pool per process, apart from asyncio's default
+    executor (threads abandoned in a hung system call must not starve name resolution)."""
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=MAX_THREADS, thread_name_prefix="aiostore"
+                )
+    return _pool
 
 
 async def run_sync(fn: Callable[..., T], *args: object) -> T:
