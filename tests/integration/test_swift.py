@@ -192,7 +192,8 @@ async def test_token_refresh_on_401_and_never_shown(
         assert rgw.swift_key not in text
 
 
-async def test_reset_revokes_and_pass_restores(rgw: RGWEndpoint, prefix: str) -> None:
+@pytest.mark.parametrize("fault", ["reset", "503"])
+async def test_faults_revoke_and_pass_restores(rgw: RGWEndpoint, prefix: str, fault: str) -> None:
     port = urlsplit(rgw.endpoint_url).port
     assert port is not None
     async with FaultProxy("127.0.0.1", port) as proxy:
@@ -203,7 +204,7 @@ async def test_reset_revokes_and_pass_restores(rgw: RGWEndpoint, prefix: str) ->
             store = manager["swift"]
             await store.put(f"{prefix}kept", b"kept")
             assert store.capabilities == store.configured_capabilities
-            proxy.set_mode("reset")
+            proxy.set_mode(fault)
             t0 = time.monotonic()
             with pytest.raises(BackendUnavailable):
                 await store.read(f"{prefix}kept")
@@ -218,7 +219,7 @@ async def test_reset_revokes_and_pass_restores(rgw: RGWEndpoint, prefix: str) ->
             restored = time.monotonic() - t1
             assert store.capabilities == store.configured_capabilities
             assert await store.read(f"{prefix}kept") == b"kept"
-    REPORT.append(f"swift fault proxy: reset revoked in {revoked:.1f} s, pass restored in "
+    REPORT.append(f"swift fault proxy: {fault} revoked in {revoked:.1f} s, pass restored in "
                   f"{restored:.1f} s")  # fmt: skip
 
 
