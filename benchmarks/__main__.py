@@ -33,12 +33,14 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
 def _groups() -> list[type[h.Group]]:
+    from .bench_azure import AzureGroup
+    from .bench_gcs import GCSGroup
     from .peers_file import FileGroup
     from .peers_http import HttpGroup
     from .peers_memory import MemoryGroup
     from .peers_s3 import S3Group
 
-    return [FileGroup, S3Group, HttpGroup, MemoryGroup]
+    return [FileGroup, S3Group, HttpGroup, MemoryGroup, AzureGroup, GCSGroup]
 
 
 # -- targets ---------------------------------------------------------------------------------

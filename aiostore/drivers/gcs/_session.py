@@ -381,6 +381,33 @@ class GCSSession(DriverSession):
         response = await self._media(key, name, generation, offset, end, budget, "get")
         return GCSReader(self, key, name, generation, response, offset, end, budget, info)
 
+    async def read(self, key: str, offset: int, length: int | None) -> bytes:
+        """A buffered read: one media GET (its single answer is one version; no resource
+        lookup needed, unlike :meth:`open`, whose reader describes what it reads)."""
+        name = self._name(key)
+        if length == 0:
+            await self.stat(key)  # NotFound for a missing key, like every other read
+            return b""
+        ranged = bool(offset) or length is not None
+        span = f"bytes={offset}-" + ("" if length is None else str(offset + length - 1))
+
+        async def get() -> bytes:
+            headers = await self._auth()
+            if ranged:
+                headers["Range"] = span
+            async with self._http.get(
+                self._url(name), params={"alt": "media"}, headers=headers
+            ) as resp:
+                if resp.status == 416:
+                    return b""  # the object exists; the range starts at or past its end
+                resp.raise_for_status()
+                data = await resp.read()
+            if ranged and resp.status == 200:  # a server that ignores Range
+                data = data[offset:] if length is None else data[offset : offset + length]
+            return data
+
+        return await self._call("get", get, key=key)
+
     async def _media(
         self,
         key: str,
