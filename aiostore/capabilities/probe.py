@@ -390,15 +390,18 @@ class ProbeRunner:
 
     async def run(self, immediate: bool = False) -> None:
         """Probe once (or join the probe in flight) and fold the verdicts in."""
-        if self._inflight:
+        while self._inflight:
             # Joiners are rare (manager.probe() during a scheduled probe): only they pay for a
             # future; the scheduled probe itself creates none.
             loop = asyncio.get_running_loop()
-            if self._loop is loop:
-                joined: asyncio.Future[None] = loop.create_future()
-                self._joiners.append(joined)
-                await asyncio.shield(joined)
+            if self._loop is not loop:
+                break  # the probe in flight runs on another loop: probe here too
+            joined: asyncio.Future[None] = loop.create_future()
+            self._joiners.append(joined)
+            await asyncio.shield(joined)
+            if not immediate:
                 return
+            # An immediate probe (no hysteresis) was asked for: the joined one was not that.
         self._inflight = True
         self._loop = asyncio.get_running_loop()
         try:
