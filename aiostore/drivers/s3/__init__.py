@@ -1,4 +1,9 @@
-"""S3 driver (aiobotocore): streaming multipart puts, ranged reads, atomic create-only puts.
+"""S3 driver: streaming multipart puts, ranged reads, atomic create-only puts.
+
+Two transports (the ``transport`` option): ``"lean"`` (the default) signs each S3 request with
+botocore's SigV4 signer and sends it straight on aiohttp; ``"botocore"`` sends it through
+aiobotocore. Both give the session the same client methods, answers and exceptions, so
+everything above the transport is shared.
 
 One concern per module:
 
@@ -7,7 +12,10 @@ One concern per module:
   retry policy, the one error table and the ledger of multipart uploads. Importing it imports
   no vendor library; building a driver without the ``s3`` extra is a ``BadStoreConfiguration``
   saying ``pip install 'aiostore[s3]'``.
-- ``_client``: aiobotocore clients (one botocore session per event loop, one parsed model).
+- ``_client``: opens a session's client: a ``_lean.LeanClient``, or an aiobotocore client (one
+  botocore session per event loop, one parsed model).
+- ``_lean``: the lean transport.
+- ``_body``: request bodies botocore reads and aiohttp sends without a whole copy.
 - ``_errors``: the error table (S3 error codes, botocore and aiohttp exceptions → aiostore
   errors, with the passive signal each proves) and which failures are retried.
 - ``_session``: :class:`S3Session` — every operation as the S3 requests it takes.
@@ -20,7 +28,7 @@ One concern per module:
 
 The driver holds DRIVER_REUSABLE: the core shares one session (one client, one connection pool)
 per event loop. Retries: botocore's own are off, so ``max_attempts`` counts every request of a
-logical step, the first included.
+logical step, the first included (one read, resumptions included, is one step).
 
 User metadata travels as one header, ``x-amz-meta-aiostore``: base64 of the compact UTF-8 JSON
 (S3 metadata must be ASCII; AWS limits user metadata to 2 KB in total, so near the core's 2 KiB

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import ChecksumMismatch
 from ...sdk import Attempts, DriverReader, ObjectInfo
 from ._errors import describe, transient
-from ._metadata import decode_metadata
+from ._metadata import metadata_of
 from ._options import READ_CHUNK
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def info_of(key: str, response: Mapping[str, Any]) -> ObjectInfo:
         key,
         size,
         modified.timestamp() if modified is not None else None,
-        decode_metadata(response.get("Metadata")),
+        metadata_of(response.get("Metadata")),
         response.get("ETag"),
     )
 
