@@ -101,7 +101,7 @@ class StoreManager:
 
     ``async with manager:`` starts probing and owns every session; leaving it stops the probes and
     closes every session, leaking no task, connection or file. Build it from a mapping (the TOML
-    layout of CONTRACT.md section 5) or with :meth:`from_file`.
+    layout of ``docs/configuration.md``) or with :meth:`from_file`.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:

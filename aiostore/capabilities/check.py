@@ -72,7 +72,7 @@ _RANGE: Final = (
     ArgRule("length", _given, _C.READ_CHUNK, StoreRandomGetNotSupported, "a bounded-length read"),
 )
 
-#: The whole check table (CONTRACT.md section 3).
+#: The whole check table (``docs/contract.md``, the check routine).
 CHECKS: Final[Mapping[str, Rule]] = {
     "open": Rule(_C.READ_ACCESS, StoreGetNotSupported, _RANGE),
     "read": Rule(_C.READ_ACCESS, StoreGetNotSupported, _RANGE),
