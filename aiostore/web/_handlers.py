@@ -27,7 +27,7 @@ from .._keys import validate_key
 from .._manager import StoreManager
 from .._store import ObjectReader, Store
 from .._types import ObjectInfo
-from ..capabilities.flags import Capability
+from ..capabilities.flags import NAMED, Capability
 from ..errors import Duplicate, InvalidKey, InvalidMetadata, SizeMismatch, StoreError
 from ._errors import BadArgument, bad_request, error_response, json_response
 from ._events import snapshot_event, sse
@@ -269,6 +269,62 @@ async def list_objects(request: web.Request) -> web.StreamResponse:
     return json_response(
         {"store": store.name, "prefix": prefix, "objects": objects, "truncated": truncated}
     )
+
+
+#: The longest operator reason kept (it shows in errors, the snapshot and the dashboard).
+_MAX_REASON: Final = 500
+
+
+def _capability_names(body: dict[str, Any], field: str) -> Capability:
+    names = body[field]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise BadArgument(f"{field!r} must be a non-empty list of capability names")
+    known = {str(c.name): c for c in NAMED}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise BadArgument(
+            f"unknown capabilities {', '.join(map(repr, unknown))} (known: {', '.join(known)})"
+        )
+    caps = Capability.NONE
+    for name in names:
+        caps |= known[name]
+    return caps
+
+
+async def change_capabilities(request: web.Request) -> web.StreamResponse:
+    """``POST /stores/{store}/capabilities``: an operator's override.
+
+    ``{"unset": [names], "reason": "..."}`` turns capabilities off whatever probing says (the
+    reason shows in errors, the snapshot and the dashboard); ``{"set": [names]}`` lifts that
+    again (never above the configuration; what probing revoked stays revoked). 200 with the
+    store's snapshot entry.
+    """
+    manager = _manager(request)
+    store = manager[request.match_info["store"]]
+    try:
+        body = await request.json(loads=json.loads)
+    except ValueError as exc:
+        raise BadArgument(f"the body must be JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadArgument('the body must be {"unset": [...], "reason": "..."} or {"set": [...]}')
+    extra = set(body) - {"unset", "set", "reason"}
+    if extra or ("unset" in body) == ("set" in body):
+        raise BadArgument(
+            'the body must be {"unset": [...], "reason": "..."} or {"set": [...]}'
+            + (f"; unknown fields: {', '.join(sorted(map(str, extra)))}" if extra else "")
+        )
+    if "set" in body:
+        if "reason" in body:
+            raise BadArgument("'reason' goes with 'unset' only")
+        store.set_capabilities(_capability_names(body, "set"))
+    else:
+        reason = body.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > _MAX_REASON:
+            raise BadArgument(f"'reason' must be a string of at most {_MAX_REASON} characters")
+        caps = _capability_names(body, "unset")
+        store.unset_capabilities(caps, reason=reason.strip() or "unset by an operator")
+        log.info("store %s: %s unset by an operator: %s", store.name, caps.names, reason)
+    return json_response(manager.snapshot()["stores"][store.name])
 
 
 # -- objects ------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ def object_routes(
     Routes:
         - ``GET /stores``: ``manager.snapshot()`` as JSON; ``GET /stores/{store}``: one store.
         - ``POST /stores/{store}/probe``: probe now; the store's snapshot afterwards.
+        - ``POST /stores/{store}/capabilities``: ``{"unset": [names], "reason": "..."}`` or
+          ``{"set": [names]}``, an operator's override; the store's snapshot afterwards.
         - ``GET /stores/{store}/objects?prefix=&limit=1000``: a listing.
         - ``PUT /stores/{store}/objects/{key}``: streams the body into ``store.put`` (never
           buffered). ``Content-Length`` (or ``?size=``) is the expected size; ``?overwrite=true``
@@ -77,6 +79,7 @@ def object_routes(
     routes.get("/stores")(h.list_stores)
     routes.get("/stores/{store}")(h.get_store)
     routes.post("/stores/{store}/probe")(h.probe_store)
+    routes.post("/stores/{store}/capabilities")(h.change_capabilities)
     routes.get("/stores/{store}/objects")(h.list_objects)
     routes.put(_OBJECT, expect_handler=partial(h.expect_put, settings))(
         partial(h.put_object, settings)

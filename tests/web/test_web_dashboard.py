@@ -150,7 +150,7 @@ async def test_dashboard_shows_a_revocation_within_two_seconds(tmp_path: Path) -
 async def test_dashboard_asks_for_the_token_once_and_works_with_it(tmp_path: Path) -> None:
     """Behind ``--token-file`` the page asks for the token (a wrong one is refused and asked
     again), then paints the grid, follows the event stream and probes with it; a reload in the
-    same tab does not ask again."""
+    same tab does not ask again; its buttons unset and set WRITE_ACCESS with a reason."""
     (tmp_path / "token").write_text("dash-token\n")
     config = {
         "probe": {"interval": 30.0, "failures_to_revoke": 1, "successes_to_restore": 1},
@@ -210,6 +210,25 @@ async def test_dashboard_asks_for_the_token_once_and_works_with_it(tmp_path: Pat
                     cell("mem", "current", "WRITE_ACCESS", True), timeout=5000
                 )
                 assert await page.is_hidden("#login")
+
+                # The operator's buttons: take the store out of writes with a reason, and back.
+                await page.fill("#store-mem .unset-reason", "maintenance")
+                await page.click('#store-mem .writes-toggle[data-action="unset"]')
+                await page.wait_for_selector(
+                    cell("mem", "current", "WRITE_ACCESS", False), timeout=3000
+                )
+                await page.wait_for_selector(
+                    '#store-mem .override[data-unset*="WRITE_ACCESS"]:not([hidden])', timeout=3000
+                )
+                assert "maintenance" in (await page.text_content("#store-mem .override") or "")
+                assert Capability.WRITE_ACCESS not in store.capabilities
+                await page.screenshot(path=str(tmp_path / "dashboard-unset.png"), full_page=True)
+                await page.click('#store-mem .writes-toggle[data-action="set"]')
+                await page.wait_for_selector(
+                    cell("mem", "current", "WRITE_ACCESS", True), timeout=3000
+                )
+                assert await page.is_hidden("#store-mem .override")
+                assert Capability.WRITE_ACCESS in store.capabilities
                 await page.screenshot(path=str(tmp_path / "dashboard-token.png"), full_page=True)
                 assert errors == []
             finally:

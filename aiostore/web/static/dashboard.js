@@ -57,6 +57,13 @@
     if (existing) return existing;
     const probe = h("button", { class: "probe-now", type: "button", text: "probe now" });
     probe.addEventListener("click", () => probeNow(name, probe));
+    // An operator's override: take the store out of writes (with a reason) and back.
+    const reason = h("input", {
+      class: "unset-reason", type: "text", maxlength: "500", "aria-label": "reason",
+      placeholder: "reason, e.g. maintenance",
+    });
+    const writes = h("button", { class: "writes-toggle", type: "button", text: "unset WRITE_ACCESS" });
+    writes.addEventListener("click", () => toggleWrites(name, writes, reason));
     const head = h(
       "div",
       { class: "store-head" },
@@ -64,7 +71,8 @@
       h("span", { class: "driver" }),
       h("code", { class: "location" }),
       h("span", { class: "badge" }),
-      probe
+      probe,
+      h("span", { class: "override-controls" }, reason, writes)
     );
     const headRow = h("tr", {}, h("th", { text: "" }));
     for (const c of caps) headRow.append(h("th", { scope: "col", title: `${c.name} = ${c.value}`, text: c.name }));
@@ -91,6 +99,7 @@
       head,
       h("div", { class: "grid-wrap" }, h("table", { class: "grid" }, h("thead", {}, headRow), body)),
       h("div", { class: "health" }),
+      h("p", { class: "override", hidden: "" }),
       h("ul", { class: "reasons" })
     );
     const loading = document.getElementById("loading");
@@ -148,6 +157,47 @@
     badge.className = "badge " + (healthy ? "healthy" : "degraded");
     badge.textContent = healthy ? "healthy" : "degraded";
     paintHealth(node, snap);
+    paintOverride(node, snap, configured);
+  }
+
+  function paintOverride(node, snap, configured) {
+    const write = caps.find((c) => c.name === "WRITE_ACCESS");
+    const unset = (snap.unset && snap.unset.names) || [];
+    const isUnset = unset.includes("WRITE_ACCESS");
+    const controls = node.querySelector(".override-controls");
+    controls.hidden = !write || !holds(configured, write);
+    const button = node.querySelector(".writes-toggle");
+    button.dataset.action = isUnset ? "set" : "unset";
+    button.textContent = isUnset ? "set WRITE_ACCESS" : "unset WRITE_ACCESS";
+    node.querySelector(".unset-reason").hidden = isUnset;
+    const note = node.querySelector(".override");
+    note.hidden = !unset.length;
+    note.dataset.unset = unset.join(",");
+    note.textContent = unset.length
+      ? `${unset.join(", ")} unset by an operator \u2014 ${snap.unset.reason || "no reason given"}`
+      : "";
+  }
+
+  async function toggleWrites(name, button, reasonInput) {
+    const action = button.dataset.action || "unset";
+    const body = action === "set"
+      ? { set: ["WRITE_ACCESS"] }
+      : { unset: ["WRITE_ACCESS"], reason: reasonInput.value.trim() || "unset from the dashboard" };
+    button.disabled = true;
+    try {
+      const resp = await api(`stores/${encodeURIComponent(name)}/capabilities`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      if (resp.ok) {
+        stores.set(name, await resp.json());
+        paint(name);
+        if (action === "unset") reasonInput.value = "";
+      }
+    } finally {
+      button.disabled = false;
+    }
   }
 
   function paintHealth(node, snap) {
