@@ -24,7 +24,7 @@ from aiostore.drivers.azure import _session
 from aiostore.testing import wait_for_capability
 from tests.support.faultproxy import FaultProxy
 
-from .conftest import ACCOUNT, BlobServiceClient, ConfigFactory
+from .conftest import ACCOUNT, BLOCK, BlobServiceClient, ConfigFactory, blobs
 
 SMALL = os.urandom(4096)
 #: Probes only when a test calls ``store.probe()``; verdicts act at once.
@@ -198,3 +198,26 @@ async def test_read_resumes_after_a_reset_on_the_same_version(
         if not replace:
             assert bytes(got) == data
             assert proxy.counts["reset"] == 1
+
+
+@pytest.mark.parametrize("cancels", [1, 3])
+async def test_cancel_while_blocks_are_in_flight(
+    faulty: Store, proxy: FaultProxy, admin: BlobServiceClient, container: str, cancels: int
+) -> None:
+    """Cancelled while staged blocks are on a slow wire: the put returns at once (the block
+    requests are abandoned, not awaited), and nothing is committed then or later."""
+    data = os.urandom(4 * BLOCK)
+    proxy.set_mode("latency", seconds=0.5)
+    task = asyncio.create_task(faulty.put("slow", data))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    for _ in range(cancels):
+        task.cancel()
+        await asyncio.sleep(0)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 0.3
+    proxy.pass_through()
+    await asyncio.sleep(1.0)  # any request still held by the proxy has gone through by now
+    assert "slow" not in blobs(admin, container)
+    assert not await faulty.exists("slow")

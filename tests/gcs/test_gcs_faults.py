@@ -21,7 +21,7 @@ from aiostore import (
 from aiostore.testing import wait_for_capability
 from tests.support.faultproxy import FaultProxy
 
-from .conftest import CHUNK, ConfigFactory
+from .conftest import CHUNK, Admin, ConfigFactory, objects
 
 SMALL = os.urandom(4096)
 #: Probes only when a test calls ``store.probe()``; verdicts act at once.
@@ -194,3 +194,27 @@ async def test_reset_during_a_resumable_upload_is_retried(faulty: Store, proxy: 
     assert sent.is_set() and proxy.counts["reset"] == 1
     assert await faulty.read("big") == data
     assert faulty.health.healthy
+
+
+@pytest.mark.parametrize("cancels", [1, 3])
+async def test_cancel_while_a_chunk_is_in_flight(
+    faulty: Store, proxy: FaultProxy, admin: Admin, bucket: str, cancels: int
+) -> None:
+    """Cancelled while a middle chunk is on a slow wire: the chunk request is abandoned, the
+    upload session is cancelled (that DELETE is waited for, bounded), nothing is visible then
+    or later."""
+    data = os.urandom(4 * CHUNK)
+    proxy.set_mode("latency", seconds=0.5)
+    task = asyncio.create_task(faulty.put("slow", data, overwrite=True))
+    await asyncio.sleep(0.8)  # the upload has started; a chunk is held by the proxy
+    started = time.monotonic()
+    for _ in range(cancels):
+        task.cancel()
+        await asyncio.sleep(0)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 2.0
+    proxy.pass_through()
+    await asyncio.sleep(1.0)
+    assert "slow" not in objects(admin, bucket)
+    assert not await faulty.exists("slow")
