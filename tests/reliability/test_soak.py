@@ -793,6 +793,14 @@ async def check_crash_root(rig: Rig, root: Path, stable: dict[str, str]) -> None
 
 
 # -- leaks --------------------------------------------------------------------------------------
+def _fd_targets() -> set[str]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found.add(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+    return found
+
+
 def temp_files(*roots: Path) -> list[str]:
     """The driver's temporary files left under ``roots`` (names with ``.aiostore-tmp``)."""
     found = []
@@ -823,6 +831,7 @@ def quiet_logs() -> Iterator[None]:
 async def run_soak(size: Size, tmp: Path) -> tuple[Rig, float]:
     rig = Rig(size)
     fds_before = _fds()
+    targets_before = _fd_targets()
     tasks_before = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
     started = time.monotonic()
     moto = Moto()
@@ -869,6 +878,8 @@ async def run_soak(size: Size, tmp: Path) -> tuple[Rig, float]:
     gc.collect()
     await asyncio.sleep(0.1)
     rig.checks["fds"] += max(0, _fds() - fds_before)
+    if _fds() > fds_before:
+        rig.examples += [f"fd: {t}" for t in sorted(_fd_targets() - targets_before)[:5]]
     others = [
         t for t in asyncio.all_tasks() if t is not asyncio.current_task() and t not in tasks_before
     ]
