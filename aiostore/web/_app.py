@@ -12,7 +12,7 @@ from .._manager import StoreManager
 from ..errors import BadStoreConfiguration
 from ._auth import Tokens, read_token, token_middleware
 from ._events import EventStreams
-from ._keys import EVENT_STREAMS, STORES
+from ._keys import EVENT_STREAMS, STORES, TOKENS
 from ._metrics import metrics_for, metrics_routes
 from ._middleware import error_middleware
 from ._routes import object_routes
@@ -112,6 +112,8 @@ def create_app(
         # Outermost: a request without the token learns nothing, not even which paths exist.
         middlewares.insert(0, token_middleware(tokens))
     app = web.Application(middlewares=middlewares, **app_kwargs)
+    if server.token_file is not None:
+        app[TOKENS] = tokens
     setup(app, manager_or_config)
     app.add_routes(
         object_routes(

@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler, Middleware
 from ..errors import BadStoreConfiguration
 from ._errors import json_response
 
-__all__ = ["Tokens", "read_token", "token_middleware"]
+__all__ = ["Tokens", "read_token", "refusal", "token_middleware"]
 
 #: Methods the read-only token allows.
 READ_METHODS: Final = frozenset({"GET", "HEAD"})
@@ -74,39 +74,47 @@ def _is_public(path: str) -> bool:
     return path == PUBLIC_PATHS[0] or path.startswith(PUBLIC_PATHS[1])
 
 
+def refusal(request: web.Request, tokens: Tokens) -> web.Response | None:
+    """The 401 or 403 for ``request``, or None when it may pass."""
+    if _is_public(request.path) and request.method in READ_METHODS:
+        return None
+    given = _bearer(request)
+    if given is not None and _equal(given, tokens.full):
+        return None
+    if given is not None and tokens.read is not None and _equal(given, tokens.read):
+        if request.method in READ_METHODS:
+            return None
+        return json_response(
+            {
+                "error": "Forbidden",
+                "message": f"the read-only token allows GET and HEAD, not {request.method}",
+            },
+            status=403,
+        )
+    challenge = 'Bearer realm="aiostore"'
+    if given is not None:
+        challenge += ', error="invalid_token"'
+    return json_response(
+        {
+            "error": "Unauthorized",
+            "message": "this service needs 'Authorization: Bearer <token>'"
+            if given is None
+            else "the bearer token is not valid",
+        },
+        status=401,
+        headers={hdrs.WWW_AUTHENTICATE: challenge},
+    )
+
+
 def token_middleware(tokens: Tokens) -> Middleware:
     """Answer 401 (``WWW-Authenticate: Bearer``) without a valid token and 403 for a write
-    with the read-only token; the dashboard page and assets stay public."""
+    with the read-only token; the dashboard page and assets stay public. (aiohttp runs a
+    route's ``Expect: 100-continue`` handler before any middleware: the PUT's calls
+    :func:`refusal` itself.)"""
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if _is_public(request.path) and request.method in READ_METHODS:
-            return await handler(request)
-        given = _bearer(request)
-        if given is not None and _equal(given, tokens.full):
-            return await handler(request)
-        if given is not None and tokens.read is not None and _equal(given, tokens.read):
-            if request.method in READ_METHODS:
-                return await handler(request)
-            return json_response(
-                {
-                    "error": "Forbidden",
-                    "message": f"the read-only token allows GET and HEAD, not {request.method}",
-                },
-                status=403,
-            )
-        challenge = 'Bearer realm="aiostore"'
-        if given is not None:
-            challenge += ', error="invalid_token"'
-        return json_response(
-            {
-                "error": "Unauthorized",
-                "message": "this service needs 'Authorization: Bearer <token>'"
-                if given is None
-                else "the bearer token is not valid",
-            },
-            status=401,
-            headers={hdrs.WWW_AUTHENTICATE: challenge},
-        )
+        refused = refusal(request, tokens)
+        return refused if refused is not None else await handler(request)
 
     return check_token

@@ -29,9 +29,10 @@ from .._store import ObjectReader, Store
 from .._types import ObjectInfo
 from ..capabilities.flags import NAMED, Capability
 from ..errors import Duplicate, InvalidKey, InvalidMetadata, SizeMismatch, StoreError
+from ._auth import refusal
 from ._errors import BadArgument, bad_request, error_response, json_response
 from ._events import snapshot_event, sse
-from ._keys import EVENT_STREAMS, STORES
+from ._keys import EVENT_STREAMS, STORES, TOKENS
 from ._range import ByteRange, RangeSpec, Unsatisfiable, if_range_matches, parse_spec
 
 __all__ = ["META_HEADER", "RouteSettings"]
@@ -359,6 +360,9 @@ async def expect_put(settings: RouteSettings, request: web.Request) -> web.Strea
     itself still checks everything again. (aiohttp runs this before the middlewares, so it
     answers errors itself, with the same mapping.)
     """
+    tokens = request.config_dict.get(TOKENS)
+    if tokens is not None and (refused := refusal(request, tokens)) is not None:
+        return refused  # no hint about stores or keys before the token is checked
     expect = request.headers.get(hdrs.EXPECT, "")
     if request.version != HttpVersion11:
         return None

@@ -23,7 +23,7 @@ needs_file = pytest.mark.skipif(not HAS_FILE_DRIVER, reason="aiostore.drivers.fi
 
 
 def request(
-    url: str, *, method: str = "GET", token: str | None = None, data: bytes | None = None
+    url: str, method: str = "GET", token: str | None = None, data: bytes | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, method=method, data=data)
     if token is not None:
@@ -265,5 +265,46 @@ def test_server_table_supplies_the_token(tmp_path: Path) -> None:
         url = server.wait_for_url()
         assert request(url + "stores")[0] == 401
         assert request(url + "stores", token="from-the-table")[0] == 200
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+
+
+def _gauge(metrics: bytes, store: str, capability: str) -> float:
+    for line in metrics.decode().splitlines():
+        if (
+            line.startswith("aiostore_capability_held{")
+            and f'store="{store}"' in line
+            and f'capability="{capability}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no aiostore_capability_held for {store}/{capability}")
+
+
+@needs_file
+def test_operator_takes_a_store_out_of_writes_through_serve(tmp_path: Path) -> None:
+    """Issue 19 as a user runs it: a token, /metrics, an unset with a reason, a set."""
+    server, url = _serve_with_tokens(tmp_path)
+    token = "s3cret-token"
+    try:
+        obj = url + "stores/local/objects/report.txt"
+        assert request(obj, method="PUT", data=b"v1")[0] == 401
+        assert request(obj, method="PUT", token="nope", data=b"v1")[0] == 401
+        assert request(obj, method="PUT", token=token, data=b"v1")[0] == 201
+        assert _gauge(request(url + "metrics", token=token)[2], "local", "WRITE_ACCESS") == 1
+
+        caps = url + "stores/local/capabilities"
+        body = json.dumps({"unset": ["WRITE_ACCESS"], "reason": "maintenance"}).encode()
+        status, _, content = request(caps, method="POST", token=token, data=body)
+        assert status == 200, content
+        assert request(url + "stores/local/probe", method="POST", token=token)[0] == 200
+        status, headers, content = request(obj + "?overwrite=true", "PUT", token, b"v2")
+        assert status == 503, content
+        assert "maintenance" in content.decode() and int(headers["Retry-After"]) >= 1
+        assert _gauge(request(url + "metrics", token=token)[2], "local", "WRITE_ACCESS") == 0
+
+        body = json.dumps({"set": ["WRITE_ACCESS"]}).encode()
+        assert request(caps, method="POST", token=token, data=body)[0] == 200
+        assert request(obj + "?overwrite=true", "PUT", token, b"v2")[0] == 201
+        assert _gauge(request(url + "metrics", token=token)[2], "local", "WRITE_ACCESS") == 1
     finally:
         assert server.stop(signal.SIGTERM) == 0
