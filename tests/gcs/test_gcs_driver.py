@@ -180,14 +180,16 @@ async def test_list_follows_pages(store: Store, monkeypatch: pytest.MonkeyPatch)
     ("options", "message"),
     [
         ({"chunk_size": 1000}, "multiple of 256 KiB"),
-        ({"bucket": "a/b"}, "bucket must be"),
-        ({"endpoint_url": "ftp://x"}, "endpoint_url"),
-        ({"max_attempts": 0}, "max_attempts"),
+        ({"bucket": "a/b"}, "bucket name"),
+        ({"endpoint_url": "ftp://x"}, "http:// or https://"),
+        ({"max_attempts": 0}, "≥ 1"),
     ],
 )
 def test_bad_options(gcs_config: ConfigFactory, options: dict[str, object], message: str) -> None:
+    """Each mistake names the store and the option."""
     with pytest.raises(BadStoreConfiguration) as info:
         StoreManager(gcs_config(**options))
+    assert info.value.option == next(iter(options)) and info.value.store == "gcs"
     assert message in str(info.value)
 
 

@@ -7,6 +7,8 @@ import math
 import re
 from typing import Final
 
+from ...errors import BadStoreConfiguration
+
 __all__ = ["AzureOptions"]
 
 MiB: Final = 1 << 20
@@ -54,47 +56,48 @@ class AzureOptions:
 
     def __post_init__(self) -> None:
         if not _CONTAINER.fullmatch(self.container):
-            raise ValueError(
-                "container must be 3-63 lowercase letters, digits and single hyphens,"
-                f" not {self.container!r}"
+            raise _bad(
+                "container",
+                "must be 3-63 lowercase letters, digits and single hyphens,"
+                f" not {self.container!r}",
             )
         if self.prefix.startswith("/"):
-            raise ValueError("prefix must not start with '/'")
+            raise _bad("prefix", "must not start with '/'")
         given = [
             name
             for name in ("connection_string", "account_key", "sas_token")
             if getattr(self, name) is not None
         ]
         if len(given) > 1:
-            raise ValueError(f"give one of connection_string, account_key, sas_token, not {given}")
+            raise _bad(given[1], f"give one of connection_string, account_key, sas_token: {given}")
         if self.connection_string is not None:
             if self.account_url is not None or self.account_name is not None:
-                raise ValueError(
-                    "connection_string already names the account: leave out account_url and"
-                    " account_name"
+                raise _bad(
+                    "connection_string",
+                    "already names the account: leave out account_url and account_name",
                 )
         elif self.account_url is None and self.account_name is None:
-            raise ValueError("give account_url or account_name (or connection_string)")
+            raise _bad("account_url", "give account_url or account_name (or connection_string)")
         if self.account_key is not None and self.account_name is None:
-            raise ValueError("account_key needs account_name")
+            raise _bad("account_key", "needs account_name")
         if self.account_url is not None and not self.account_url.startswith(
             ("http://", "https://")
         ):
-            raise ValueError(
-                f"account_url must be an http:// or https:// URL, not {self.account_url!r}"
+            raise _bad(
+                "account_url", f"must be an http:// or https:// URL, not {self.account_url!r}"
             )
         if not 1 <= self.block_size <= MAX_BLOCK_SIZE:
-            raise ValueError(
-                f"block_size must be between 1 and {MAX_BLOCK_SIZE} bytes, not {self.block_size}"
+            raise _bad(
+                "block_size", f"must be between 1 and {MAX_BLOCK_SIZE} bytes, not {self.block_size}"
             )
         if self.max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be ≥ 1, not {self.max_concurrency}")
+            raise _bad("max_concurrency", f"must be ≥ 1, not {self.max_concurrency}")
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be ≥ 1, not {self.max_attempts}")
+            raise _bad("max_attempts", f"must be ≥ 1 (the first included), not {self.max_attempts}")
         for name in ("connect_timeout", "read_timeout", "degraded_latency"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+                raise _bad(name, f"must be a positive number of seconds, not {value!r}")
 
     @property
     def url(self) -> str | None:
@@ -104,3 +107,7 @@ class AzureOptions:
         if self.account_name is not None:
             return f"https://{self.account_name}.blob.core.windows.net"
         return None
+
+
+def _bad(option: str, message: str) -> BadStoreConfiguration:
+    return BadStoreConfiguration(message, option=option)

@@ -6,6 +6,8 @@ import dataclasses
 import math
 from typing import Final
 
+from ...errors import BadStoreConfiguration
+
 __all__ = ["GCSOptions"]
 
 KiB: Final = 1 << 10
@@ -48,23 +50,27 @@ class GCSOptions:
 
     def __post_init__(self) -> None:
         if not self.bucket or "/" in self.bucket:
-            raise ValueError(f"bucket must be a bucket name, not {self.bucket!r}")
+            raise _bad("bucket", f"must be a bucket name, not {self.bucket!r}")
         if self.prefix.startswith("/"):
-            raise ValueError("prefix must not start with '/'")
+            raise _bad("prefix", "must not start with '/'")
         if self.endpoint_url is not None and not self.endpoint_url.startswith(
             ("http://", "https://")
         ):
-            raise ValueError(
-                f"endpoint_url must be an http:// or https:// URL, not {self.endpoint_url!r}"
+            raise _bad(
+                "endpoint_url", f"must be an http:// or https:// URL, not {self.endpoint_url!r}"
             )
         if self.chunk_size < CHUNK_QUANTUM or self.chunk_size % CHUNK_QUANTUM:
-            raise ValueError(
-                f"chunk_size must be a positive multiple of 256 KiB ({CHUNK_QUANTUM}),"
-                f" not {self.chunk_size}"
+            raise _bad(
+                "chunk_size",
+                f"must be a positive multiple of 256 KiB ({CHUNK_QUANTUM}), not {self.chunk_size}",
             )
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be ≥ 1, not {self.max_attempts}")
+            raise _bad("max_attempts", f"must be ≥ 1 (the first included), not {self.max_attempts}")
         for name in ("connect_timeout", "read_timeout", "degraded_latency"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+                raise _bad(name, f"must be a positive number of seconds, not {value!r}")
+
+
+def _bad(option: str, message: str) -> BadStoreConfiguration:
+    return BadStoreConfiguration(message, option=option)
