@@ -7,11 +7,12 @@ from functools import partial
 from aiohttp import web
 
 from . import _handlers as h
+from . import _objects as o
+from ._request import META_HEADER, RouteSettings
 from ._server_options import ServerOptions
 
 __all__ = ["META_HEADER", "object_routes"]
 
-META_HEADER = h.META_HEADER
 _DEFAULTS = ServerOptions()
 #: An object's path: the key may hold '/', and CR/LF (decoded from %0D%0A) must reach the
 #: handler to be refused as an InvalidKey rather than fall through to a 404.
@@ -74,19 +75,19 @@ def object_routes(
         raise ValueError(f"body_timeout must be > 0 seconds, not {body_timeout!r}")
     if max_uploads < 1:
         raise ValueError(f"max_uploads must be at least 1, not {max_uploads!r}")
-    settings = h.RouteSettings(heartbeat, body_timeout, max_uploads)
+    settings = RouteSettings(heartbeat, body_timeout, max_uploads)
     routes = web.RouteTableDef()
     routes.get("/stores")(h.list_stores)
     routes.get("/stores/{store}")(h.get_store)
     routes.post("/stores/{store}/probe")(h.probe_store)
     routes.post("/stores/{store}/capabilities")(h.change_capabilities)
     routes.get("/stores/{store}/objects")(h.list_objects)
-    routes.put(_OBJECT, expect_handler=partial(h.expect_put, settings))(
-        partial(h.put_object, settings)
+    routes.put(_OBJECT, expect_handler=partial(o.expect_put, settings))(
+        partial(o.put_object, settings)
     )
-    routes.head(_OBJECT)(h.head_object)
-    routes.get(_OBJECT, allow_head=False)(h.get_object)
-    routes.delete(_OBJECT)(h.delete_object)
+    routes.head(_OBJECT)(o.head_object)
+    routes.get(_OBJECT, allow_head=False)(o.get_object)
+    routes.delete(_OBJECT)(o.delete_object)
     routes.get("/events")(partial(h.events, settings))
     if dashboard:
         page = h.Dashboard.load()
