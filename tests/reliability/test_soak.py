@@ -900,6 +900,8 @@ async def seed_crash_root(root: Path) -> dict[str, str]:
 
 
 def _uploads(port: int, bucket: str) -> int:
+    """Multipart uploads left in ``bucket``; then the bucket is emptied and removed, so that
+    moto (in this process) closes the temporary files that hold its objects."""
     client = boto3.client(
         "s3",
         endpoint_url=f"http://127.0.0.1:{port}",
@@ -908,7 +910,16 @@ def _uploads(port: int, bucket: str) -> int:
         aws_secret_access_key="testing",
     )
     try:
-        return len(client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+        uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=obj["Key"])
+        for upload in uploads:
+            client.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        client.delete_bucket(Bucket=bucket)
+        return len(uploads)
     finally:
         client.close()
 
