@@ -18,7 +18,13 @@ from .._types import ObjectInfo
 from ..capabilities.flags import Capability
 from ..errors import Duplicate, StoreError
 from ._auth import refusal
-from ._errors import BadArgument, bad_request, error_response, json_response
+from ._errors import (
+    BadArgument,
+    bad_request,
+    error_response,
+    http_error_response,
+    json_response,
+)
 from ._keys import TOKENS
 from ._range import ByteRange, RangeSpec, Unsatisfiable, if_range_matches, parse_spec
 from ._request import (
@@ -151,7 +157,9 @@ async def expect_put(settings: RouteSettings, request: web.Request) -> web.Strea
     if request.version != HttpVersion11:
         return None
     if expect.lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+        return http_error_response(
+            web.HTTPExpectationFailed(text=f"unknown Expect: {expect}"), request
+        )
     store: Store | None = None
     try:
         store = store_of(request)

@@ -40,8 +40,8 @@ class ServerOptions:
     #: TCP port, 0-65535; 0 picks a free one. Default ``8080``.
     port: int = 8080
     #: A file holding the bearer token every request to ``/stores…``, ``/events`` and ``/metrics``
-    #: must send (``Authorization: Bearer <token>``); surrounding white space is ignored.
-    #: Default: none (no token asked).
+    #: must send (``Authorization: Bearer <token>``); surrounding white space is ignored. A
+    #: relative path is taken from the working directory. Default: none (no token asked).
     token_file: str | None = None
     #: A file holding a second token that allows reads only (GET and HEAD: objects, listings,
     #: events, metrics). Needs ``token_file``. Default: none.

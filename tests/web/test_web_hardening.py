@@ -283,3 +283,14 @@ async def test_manager_instance_is_accepted(tmp_path: Path) -> None:
     async with serve(manager) as (client, m):
         assert m is manager
         assert (await client.get("/stores/s")).status == 200
+
+
+async def test_unknown_expectation_is_417_json(tmp_path: Path) -> None:
+    async with serve(_config(tmp_path)) as (client, _):
+        status, response = await raw_request(
+            client,
+            b"PUT /stores/s/objects/k HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Expect: something-else\r\nConnection: close\r\n\r\n",
+        )
+        assert status == 417, response
+        assert '"ExpectationFailed"' in _json_body(response)
