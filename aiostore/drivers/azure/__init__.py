@@ -31,8 +31,12 @@ reprs, snapshots, error messages or log records (a filter on the SDK's loggers, 
   needed; the probe (container properties, and with ``probe_write`` a tiny blob written,
   range-read and deleted under ``PREFIX.aiostore-probe/``, which ``list`` hides) restores it.
 
-Known limits: real Azure advises against blob names ending in ``.`` (Azurite accepts them);
-with a ``prefix`` the longest keys can exceed Azure's 1024-character name limit; two overwrite
+- **Names**: Azure drops a dot that ends a blob name, so a key is stored with ``%`` written
+  ``%25`` and each dot that ends a segment written ``%2E`` (see ``_names``): every valid key
+  is its own blob, and listings decode the names.
+
+Known limits: with a ``prefix`` (or many escaped characters) the longest keys can exceed
+Azure's 1024-character name limit; two overwrite
 puts of one key racing with staged blocks may fail one of them (a commit drops the other put's
 uncommitted blocks), never mixing their data.
 """

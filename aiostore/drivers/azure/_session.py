@@ -40,6 +40,7 @@ from ...sdk import (
     rechunk,
     shielded,
 )
+from . import _names as names
 from ._errors import retryable, status_of
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class AzureSession(DriverSession):
     def _blob(self, key: str) -> BlobClient:
         if self._closed:
             raise StoreError("the Azure session is closed", key=key, session_broken=True)
-        return self._container.get_blob_client(self._prefix + key)
+        return self._container.get_blob_client(self._prefix + names.encode(key))
 
     async def _call(
         self,
@@ -328,7 +329,7 @@ class AzureSession(DriverSession):
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         cut = len(self._prefix)
-        start = self._prefix + prefix
+        start = self._prefix + names.list_prefix(prefix)
         token: str | None = None
         while True:
 
@@ -341,8 +342,8 @@ class AzureSession(DriverSession):
 
             items, token = await self._call("list", page)
             for item in items:
-                rel = item.name[cut:]
-                if rel.startswith(PROBE_AREA):
+                rel = names.decode(item.name[cut:])
+                if not rel.startswith(prefix) or rel.startswith(PROBE_AREA):
                     continue
                 modified = item.last_modified.timestamp() if item.last_modified else None
                 yield ObjectInfo(rel, int(item.size), modified, etag=item.etag)
