@@ -235,3 +235,28 @@ async def test_cluster_down_revokes_everything_and_back_restores(
         f"restored {time.monotonic() - resumed:.1f} s after SIGCONT"
     )
     await asyncio.to_thread(ceph_cluster.wait_active_clean, 60)
+
+
+async def test_unreachable_cluster_fails_within_connect_timeout(
+    rbd_bindings: None, tmp_path: Path
+) -> None:
+    """No monitor answers: the probe and an operation fail after ``connect_timeout``, not later,
+    and the manager starts and closes without hanging."""
+    from tests.support.net import free_port
+
+    conf = tmp_path / "ceph.conf"
+    conf.write_text(
+        f"[global]\nmon host = 127.0.0.1:{free_port()}\nauth client required = none\n"
+        "ms client mode = crc\nms mon client mode = crc\n"
+    )
+    table = {**{"driver": "rbd", "conffile": str(conf), "connect_timeout": 1.0},
+             "probe": {"interval": 60, "timeout": 10}}  # fmt: skip
+    t0 = time.monotonic()
+    async with StoreManager({"stores": {"down": table}}) as manager:
+        store = manager["down"]
+        report = await store.probe()
+        assert not report.healthy
+        assert "connect" in str(report), str(report)
+        held = store.capabilities & ~Capability.DRIVER_REUSABLE
+        assert held == Capability.NONE, store.health
+    assert time.monotonic() - t0 < 10
