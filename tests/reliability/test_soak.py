@@ -52,6 +52,7 @@ from typing import Any
 import boto3
 import pytest
 from aiohttp import web
+from moto.s3.models import FakeKey, FakeMultipart
 from moto.server import ThreadedMotoServer
 
 import aiostore
@@ -547,6 +548,18 @@ class Moto:
         if server is not None:
             server.stop()
 
+    @staticmethod
+    def objects() -> set[int]:
+        return {id(m) for m in (*FakeKey.instances_tracked, *FakeMultipart.instances_tracked)}
+
+    @staticmethod
+    def dispose(keep: set[int]) -> None:
+        """Close the temporary files of the objects and parts moto made since ``keep``: moto
+        keeps every one it ever made (also replaced and deleted ones) with its file open."""
+        for model in (*FakeKey.instances_tracked, *FakeMultipart.instances_tracked):
+            if id(model) not in keep:
+                model.dispose()
+
 
 class Service:
     """aiostore's REST object service on a file root, restartable on the same port."""
@@ -835,6 +848,7 @@ async def run_soak(size: Size, tmp: Path) -> tuple[Rig, float]:
     tasks_before = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
     started = time.monotonic()
     moto = Moto()
+    moto_objects = moto.objects()
     bucket = f"soak-{uuid.uuid4().hex[:12]}"
     with contextlib.ExitStack() as mounts, quiet_logs():
         full = mounts.enter_context(
@@ -871,6 +885,7 @@ async def run_soak(size: Size, tmp: Path) -> tuple[Rig, float]:
                 await service.stop()
         finally:
             await asyncio.to_thread(moto.stop)
+            moto.dispose(moto_objects)
         left = temp_files(*roots)
         rig.checks["temp files"] += len(left)
         rig.examples += [f"temp file: {p}" for p in left[:5]]
