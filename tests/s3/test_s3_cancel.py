@@ -255,3 +255,29 @@ async def test_failed_abort_of_a_cancelled_put_is_retried_at_close(
         proxy.pass_through()
     assert uploads(admin, bucket) == []
     assert all_objects(admin, bucket) == []
+
+
+async def test_failed_abort_is_retried_after_a_successful_write(
+    outage_manager: StoreManager, proxy: FaultProxy, admin: Any, bucket: str
+) -> None:
+    """A put cancelled during an outage revokes nothing, and a busy store may go without
+    probes (traffic proves its health): the first successful write after the outage aborts the
+    stranded upload."""
+    store = outage_manager["s3"]
+    task = asyncio.create_task(store.put("k", outage_source(proxy, admin, bucket), overwrite=True))
+    for _ in range(1000):
+        if proxy.mode.kind == "503" and proxy.counts["503"] >= 1:
+            break
+        await asyncio.sleep(0.01)
+    await cancel_twice(task)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)
+    assert len(uploads(admin, bucket)) == 1
+    proxy.pass_through()
+    await store.put("other", b"x")
+    for _ in range(500):
+        if not uploads(admin, bucket):
+            break
+        await asyncio.sleep(0.01)
+    assert uploads(admin, bucket) == []
+    assert [o["Key"] for o in all_objects(admin, bucket)] == ["other"]

@@ -14,8 +14,8 @@ that happens whatever cancels the put.
   aborts that upload.
 - **Aborts that fail** (the backend is unreachable) are not forgotten: the driver's
   :class:`UploadLedger` keeps every upload it started until it is completed or aborted, and the
-  ones whose abort failed are aborted later — after the next successful probe, and when a
-  session or the driver closes.
+  ones whose abort failed are aborted later — after the next successful probe or write (a busy
+  store may go without probes), and when a session or the driver closes.
 - **Retries**: each part, the creation, the completion and the abort has its own attempt budget.
   ``CreateMultipartUpload`` is retried only when the failure proves it had no effect. A retried
   conditional completion that meets its own earlier success (412, or ``NoSuchUpload``) checks the

@@ -65,6 +65,8 @@ class S3Session(DriverSession):
         self._stack = stack
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        #: Aborts stranded uploads after a successful write (the backend is back).
+        self._reaper: asyncio.Task[int] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -94,6 +96,10 @@ class S3Session(DriverSession):
             self._closed = True
             return
         try:
+            reaper, self._reaper = self._reaper, None
+            if reaper is not None and not reaper.done():
+                reaper.cancel()
+                await asyncio.wait([reaper])
             if self.uploads.stranded():
                 with anyio.move_on_after(CLOSE_ABORT_TIMEOUT):
                     await reap_stranded(self, limit=1_000)
@@ -207,8 +213,18 @@ class S3Session(DriverSession):
             else:
                 body = head[0] if len(head) == 1 else b"".join(head)
                 await self._put_single(key, body, meta, token, overwrite)
+                self._written()
                 return
         await put_multipart(self, key, head, stream, size, meta, token, overwrite)
+        self._written()
+
+    def _written(self) -> None:
+        """A write succeeded: the backend takes writes, so abort what stranded meanwhile (in
+        the background: the put is done; a busy store may go without probes for long)."""
+        if not self.uploads.stranded() or (self._reaper is not None and not self._reaper.done()):
+            return
+        self._reaper = asyncio.get_running_loop().create_task(reap_stranded(self))
+        self._reaper.add_done_callback(_retrieve)
 
     async def _put_single(
         self, key: str, body: bytes, meta: dict[str, str], token: str, overwrite: bool
@@ -330,3 +346,8 @@ class S3Session(DriverSession):
     # -- probe ----------------------------------------------------------------------------------
     async def probe(self) -> ProbeResult:
         return await probe(self)
+
+
+def _retrieve(task: asyncio.Task[int]) -> None:
+    if not task.cancelled():
+        task.exception()  # reap_stranded logs its failures itself
