@@ -154,14 +154,12 @@ class SwiftSession(DriverSession):
         ok: frozenset[int] | set[int],
         **kw: Any,
     ) -> aiohttp.ClientResponse:
-        """:meth:`_request` with retries from ``budget`` (bytes or no body only)."""
-
-        async def once() -> aiohttp.ClientResponse:
-            return await self._request(method, container, name, ok=ok, **kw)
-
-        return await self._policy.call(
-            once, budget=budget, what=f"Swift {method} {container}/{name or ''}"
+        """:meth:`_request` with retries from ``budget`` (bytes or no body only); the caller
+        releases the response."""
+        resp: aiohttp.ClientResponse = await self._retried(
+            budget, method, container, name, ok, kw, read=False
         )
+        return resp
 
     async def _simple(
         self,
@@ -173,10 +171,27 @@ class SwiftSession(DriverSession):
         ok: frozenset[int] | set[int],
         **kw: Any,
     ) -> tuple[Mapping[str, str], bytes]:
-        """A request whose body is read whole; returns (headers, body)."""
+        """A request whose body is read whole (inside the retried step): (headers, body)."""
+        answer: tuple[Mapping[str, str], bytes] = await self._retried(
+            budget, method, container, name, ok, kw, read=True
+        )
+        return answer
 
-        async def once() -> tuple[Mapping[str, str], bytes]:
+    async def _retried(
+        self,
+        budget: Attempts | None,
+        method: str,
+        container: str,
+        name: str | None,
+        ok: frozenset[int] | set[int],
+        kw: Mapping[str, Any],
+        *,
+        read: bool,
+    ) -> Any:
+        async def once() -> Any:
             resp = await self._request(method, container, name, ok=ok, **kw)
+            if not read:
+                return resp
             async with resp:
                 return resp.headers.copy(), await resp.read()
 
