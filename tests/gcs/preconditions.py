@@ -28,10 +28,14 @@ _HOP: Final = frozenset(
 
 
 class PreconditionProxy:
-    """``async with PreconditionProxy(upstream_url) as proxy:`` — ``proxy.url`` is the endpoint."""
+    """``async with PreconditionProxy(upstream_url) as proxy:`` — ``proxy.url`` is the endpoint.
+    With ``require=``, it also checks every request's ``Authorization`` header."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, require: str | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        #: With ``require``: every request must carry ``Authorization: require`` (else 401).
+        self.require = require
+        self.unauthorized = 0
         self.url = ""
         #: Requests seen, by ``"METHOD kind"`` (kind: upload, chunk, object, list, other), and
         #: how many uploads the proxy refused with 412.
@@ -68,6 +72,10 @@ class PreconditionProxy:
     # -- handling ---------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if self.require is not None and request.headers.get("Authorization") != self.require:
+            self.unauthorized += 1
+            error = {"error": {"code": 401, "message": "Unauthorized"}}
+            return web.json_response(error, status=401)
         query = request.query
         path = request.path
         if path.startswith("/upload/storage/v1/b/") and request.method == "POST":

@@ -309,7 +309,8 @@ class GCSSession(DriverSession):
         size = "*" if total is None else str(total)
         span = f"bytes {start}-{end}/{size}" if len(view) else f"bytes */{size}"
         async with self._http.put(
-            uri, data=view.tobytes() if skip else data, headers={"Content-Range": span},
+            uri, data=view.tobytes() if skip else data,
+            headers={**await self._auth(), "Content-Range": span},
             allow_redirects=False,
         ) as resp:  # fmt: skip
             if resp.status == 308 and total is None:
@@ -320,7 +321,11 @@ class GCSSession(DriverSession):
     async def _persisted(self, uri: str, total: int | None) -> int | None:
         """How many bytes the server holds of the upload (None: it is complete)."""
         async with self._http.put(
-            uri, headers={"Content-Range": f"bytes */{total if total is not None else '*'}"},
+            uri,
+            headers={
+                **await self._auth(),
+                "Content-Range": f"bytes */{total if total is not None else '*'}",
+            },
             allow_redirects=False,
         ) as resp:  # fmt: skip
             if resp.status in (200, 201):
@@ -333,7 +338,7 @@ class GCSSession(DriverSession):
     async def _cancel_upload(self, uri: str) -> None:
         try:
             async with asyncio.timeout(CANCEL_TIMEOUT):
-                async with self._http.delete(uri) as resp:
+                async with self._http.delete(uri, headers=await self._auth()) as resp:
                     await resp.read()  # 499 is GCS's "cancelled"; anything else: it expires
         except (aiohttp.ClientError, TimeoutError, OSError):
             pass  # the session expires by itself (a week); nothing of it is visible
