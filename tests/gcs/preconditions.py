@@ -36,6 +36,9 @@ class PreconditionProxy:
         #: With ``require``: every request must carry ``Authorization: require`` (else 401).
         self.require = require
         self.unauthorized = 0
+        #: Uploads still to be "lost": forwarded (the server stores them), then answered 503,
+        #: as when an answer is lost on the way back.
+        self.lose_uploads = 0
         self.url = ""
         #: Requests seen, by ``"METHOD kind"`` (kind: upload, chunk, object, list, other), and
         #: how many uploads the proxy refused with 412.
@@ -119,7 +122,12 @@ class PreconditionProxy:
                 self.refused += 1
                 error = {"error": {"code": 412, "message": "Precondition Failed"}}
                 return web.json_response(error, status=412)
-            return await self._forward(request, body)
+            response = await self._forward(request, body)
+            if self.lose_uploads and response.status in (200, 201):
+                self.lose_uploads -= 1
+                error = {"error": {"code": 503, "message": "answer lost"}}
+                return web.json_response(error, status=503)
+            return response
 
     async def _forward(self, request: web.Request, body: bytes) -> web.Response:
         assert self._http is not None

@@ -148,3 +148,36 @@ async def test_unknown_until_a_probe_writes(gcs_config: ConfigFactory) -> None:
         with pytest.raises(Duplicate):
             await store.put("k", b"w")
         assert json.loads(json.dumps(manager.snapshot()))  # JSON-ready
+
+
+async def test_a_retried_create_only_put_recognises_its_own_lost_success(
+    fake_gcs: FakeGCS, bucket: str
+) -> None:
+    """The server stores a create-only upload but its answer is lost (503): the retry meets
+    412, finds its own put token on the object and succeeds; another put's object still makes
+    a retried put Duplicate."""
+    async with PreconditionProxy(fake_gcs.url) as proxy:
+        config = {
+            "probe": {"interval": 3600.0, "timeout": 5.0},
+            "stores": {
+                "gcs": {
+                    "driver": "gcs",
+                    "bucket": bucket,
+                    "endpoint_url": proxy.url,
+                    "chunk_size": CHUNK,
+                }
+            },
+        }
+        async with StoreManager(config) as manager:
+            store = manager["gcs"]
+            assert driver_of(manager).enforces_create_only is True
+            for key, data in (("single", b"one request"), ("resumable", blob(2 * CHUNK + 3))):
+                proxy.lose_uploads = 1
+                refused = proxy.refused
+                await store.put(key, pieces(data) if len(data) > CHUNK else data)
+                assert proxy.lose_uploads == 0 and proxy.refused == refused + 1
+                assert await store.read(key) == data
+            proxy.lose_uploads = 1
+            with pytest.raises(Duplicate):
+                await store.put("single", b"someone else's")
+            assert await store.read("single") == b"one request"
