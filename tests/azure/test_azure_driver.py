@@ -29,6 +29,7 @@ from aiostore import (
 from aiostore.drivers.azure import _session
 
 from .conftest import ACCOUNT, BLOCK, KEY, Azurite, ConfigFactory, blobs
+from .lossy import LossyProxy
 
 
 def blob(size: int, salt: int = 0) -> bytes:
@@ -324,3 +325,24 @@ def test_missing_extra_names_it(
     with pytest.raises(BadStoreConfiguration) as info:
         StoreManager(azure_config())
     assert "pip install 'aiostore[azure]'" in str(info.value)
+
+
+async def test_a_retried_create_only_put_recognises_its_own_lost_success(
+    azure_config: ConfigFactory, azurite: Azurite
+) -> None:
+    """Azure stores a create-only put but its answer is lost (503): the retry meets 409, finds
+    its own put token on the blob and succeeds (Put Blob and block-list commit alike); another
+    put's blob still makes a put Duplicate."""
+    async with LossyProxy(azurite.url.rsplit("/", 1)[0]) as proxy:
+        config = azure_config(account_url=f"{proxy.url}/{ACCOUNT}")
+        async with StoreManager(config) as manager:
+            store = manager["azure"]
+            for key, data in (("single", b"one request"), ("staged", blob(2 * BLOCK + 3))):
+                proxy.lose_puts = 1
+                await store.put(key, pieces(data) if len(data) > BLOCK else data)
+                assert proxy.lose_puts == 0
+                assert await store.read(key) == data
+            assert proxy.lost == 2
+            with pytest.raises(Duplicate):
+                await store.put("single", b"someone else's")
+            assert await store.read("single") == b"one request"
