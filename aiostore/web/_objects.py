@@ -118,6 +118,18 @@ def _busy(settings: RouteSettings) -> web.Response:
     )
 
 
+async def _last_word(request: web.Request, resp: web.Response) -> web.Response:
+    """Send ``resp`` and close the connection: the rest of the request body (a stalled upload, one
+    more than the server takes) is not worth reading. Without this aiohttp would linger up to
+    10 s reading and discarding it."""
+    resp.force_close()
+    await resp.prepare(request)
+    await resp.write_eof()
+    if request.transport is not None:
+        request.transport.close()  # after the buffered response is flushed
+    return resp
+
+
 # -- objects ------------------------------------------------------------------------------------
 
 
@@ -195,7 +207,7 @@ async def put_object(settings: RouteSettings, request: web.Request) -> web.Strea
     metadata = metadata_of(request, store.name, key)
     hash_algo = request.query.get("hash_algo", "sha256")
     if settings.uploads >= settings.max_uploads:
-        return _busy(settings)
+        return await _last_word(request, _busy(settings))
     body = _Body(request.content, settings.body_timeout)
     settings.uploads += 1
     try:
@@ -227,8 +239,7 @@ async def put_object(settings: RouteSettings, request: web.Request) -> web.Strea
             },
             status=408,
         )
-        resp.force_close()  # the rest of the body is not worth reading
-        return resp
+        return await _last_word(request, resp)
     finally:
         settings.uploads -= 1
     return json_response(
