@@ -260,3 +260,39 @@ async def test_unreachable_cluster_fails_within_connect_timeout(
         held = store.capabilities & ~Capability.DRIVER_REUSABLE
         assert held == Capability.NONE, store.health
     assert time.monotonic() - t0 < 10
+
+
+async def test_a_reader_keeps_its_version_across_delete_and_overwrite(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleted and replaced images wait in the trash: an open reader still reads the bytes it
+    started with (a removed image would read as zeros); once the old data may be gone, the
+    reader fails instead of returning zeros."""
+    from aiostore import ChecksumMismatch
+    from aiostore.drivers.rbd import _blocking
+
+    data = os.urandom(4 * MiB)
+    for change in ("delete", "overwrite"):
+        key = f"kept-{change}-{uuid.uuid4().hex[:8]}"
+        await store.put(key, data)
+        got = bytearray()
+        async with store.open(key) as reader:
+            got += await reader.__anext__()
+            if change == "delete":
+                await store.delete(key)
+                assert not await store.exists(key)
+            else:
+                await store.put(key, b"new", overwrite=True)
+                assert await store.read(key) == b"new"
+            async for chunk in reader:
+                got += chunk
+        assert bytes(got) == data, change
+    monkeypatch.setattr(_blocking, "TRASH_DELAY", 0)
+    key = f"gone-{uuid.uuid4().hex[:8]}"
+    await store.put(key, data)
+    async with store.open(key) as reader:
+        await reader.__anext__()
+        await store.delete(key)
+        with pytest.raises(ChecksumMismatch):
+            async for _ in reader:
+                pass

@@ -35,6 +35,12 @@ LOCK_OBJECT: Final = "aiostore.commit-lock"
 LOCK_NAME: Final = "commit"
 #: Seconds a commit lock is held at most (a crashed holder's lock expires) and waited for.
 LOCK_SECONDS: Final = 30
+#: A deleted or replaced image goes to the pool's trash for this many seconds before it may be
+#: purged: readers that hold it open keep reading its data meanwhile (an image removed outright
+#: reads as zeros), and a reader still at it when that time runs out fails instead.
+TRASH_DELAY = 120
+#: A reader fails once its image's purge is this close (seconds).
+TRASH_MARGIN: Final = 10.0
 
 
 class Blocking:
@@ -58,6 +64,7 @@ class Blocking:
         self._gate = threading.Lock()
         self._running = 0
         self._closed = False
+        self._purged = -1e9
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         with self._gate:
@@ -180,7 +187,41 @@ class Blocking:
         return len(data)
 
     def remove(self, name: str) -> None:
+        """Remove an image nobody reads (a temporary one)."""
         self.api.remove(self.ioctx, name)
+
+    def discard(self, name: str) -> None:
+        """Delete an object's image: into the trash for :data:`TRASH_DELAY` seconds (readers
+        that have it open keep reading it), then purge what expired."""
+        self.api.trash_move(self.ioctx, name, TRASH_DELAY)
+        self.purge_expired()
+
+    def purge_expired(self) -> None:
+        """Purge the trashed images whose delay ran out (at most once a minute per connection)."""
+        now = time.monotonic()
+        if now - self._purged < 60.0:
+            return
+        self._purged = now
+        try:
+            self.api.trash_purge(self.ioctx, datetime.now(UTC).replace(tzinfo=None))
+        except Exception as exc:
+            log.info("purging the trash of expired images failed: %s", exc)
+
+    def readable(self, image_id: str) -> bool:
+        """Whether an open image's data is still there: not purged, nor about to be."""
+        try:
+            entry = self.api.trash_get(self.ioctx, image_id)
+        except self.rbd.ImageNotFound:
+            try:
+                self.ioctx.stat(f"rbd_header.{image_id}")
+            except self.rados.ObjectNotFound:
+                return False  # removed
+            return True  # a live image
+        end = entry.get("deferment_end_time")
+        if not isinstance(end, datetime):
+            return False
+        left = end.replace(tzinfo=UTC).timestamp() - time.time()
+        return left > TRASH_MARGIN
 
     @contextlib.contextmanager
     def commit_lock(self, fence: Fence | None) -> Iterator[None]:
@@ -217,7 +258,8 @@ class Blocking:
             pass  # an empty pool: the OSD answered all the same
 
     def probe_write(self) -> None:
-        """Create, write, read back and remove a small probe image."""
+        """Create, write, read back and remove a small probe image (and purge the trash)."""
+        self.purge_expired()
         name = temporary("probe")
         self.api.create(self.ioctx, name, 4096, order=self.order, old_format=False,
                         features=self.rbd.RBD_FEATURE_LAYERING)  # fmt: skip
@@ -296,9 +338,9 @@ class Upload:
                         raise
         if old is not None:
             try:
-                b.remove(old)
+                b.discard(old)
             except Exception as exc:
-                log.warning("could not remove the replaced image %r: %s", old, exc)
+                log.warning("could not move the replaced image %r to the trash: %s", old, exc)
 
     def abort(self) -> None:
         """Close and remove the temporary image (nothing happens once it was renamed)."""

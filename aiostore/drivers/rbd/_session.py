@@ -11,7 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ...errors import BackendUnavailable, StoreError
+from ...errors import BackendUnavailable, ChecksumMismatch, StoreError
 from ...sdk import (
     Capability,
     DriverReader,
@@ -208,7 +208,7 @@ class RBDSession(DriverSession):
     async def delete(self, key: str) -> None:
         with self._errors.mapping(key=key, operation="delete"):
             b = await self._b()
-            await self._run(b, b.remove, image_name(key))
+            await self._run(b, b.discard, image_name(key))
 
     # -- probe ----------------------------------------------------------------------------------
     async def probe(self) -> ProbeResult:
@@ -247,6 +247,7 @@ class RBDReader(DriverReader):
         self.info = info
         self.size = size
         self._key = info.key
+        self._id = info.etag or ""
         self._errors = session._errors
         self._b = b
         self._image = image
@@ -258,7 +259,17 @@ class RBDReader(DriverReader):
     def _read(self, pos: int, n: int) -> bytes:
         with self._lock:
             image = self._image
-            return b"" if image is None else self._b.read(image, pos, n)
+            if image is None:
+                return b""
+            data = self._b.read(image, pos, n)
+        # Read, then checked: a deleted or replaced image stays readable in the trash for a
+        # while; one purged (or about to be) may have read as zeros.
+        if not self._b.readable(self._id):
+            raise ChecksumMismatch(
+                "the object was deleted or replaced while being read, and its old data is gone",
+                key=self._key,
+            )
+        return data
 
     def _close(self) -> None:
         with self._lock:
