@@ -57,7 +57,7 @@ class LossyProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         async with self._http.request(
             request.method,
-            self.upstream + request.rel_url.path_qs,
+            self.upstream + request.rel_url.raw_path_qs,
             headers=headers,
             data=body or None,
             allow_redirects=False,
