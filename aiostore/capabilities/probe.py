@@ -237,6 +237,8 @@ class HealthTracker:
             if verdict.healthy:
                 c.successes += 1
                 c.failures = 0
+                if verdict.reason and not c.revoked:
+                    c.reason = verdict.reason  # what a healthy probe says (a mode it found)
                 if c.revoked and c.successes >= need_ok:
                     c.revoked = False
                     c.changed_at = now
