@@ -88,6 +88,12 @@ def prefix() -> str:
     return f"swift-{uuid.uuid4().hex[:12]}/"
 
 
+async def test_probe_finds_out_whether_create_only_is_server_side(store: Store) -> None:
+    await store.probe()
+    # Ceph RGW 16's Swift API ignores If-None-Match on PUT: the driver's fallback is in use.
+    assert store.driver.conditional_put is False
+
+
 class TestSwiftConformance(ConformanceSuite):
     """Every contract check on RGW's Swift API (the suite's 3 MiB + 17 objects are single PUTs
     here; the tests below cover Static Large Objects)."""

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from aiostore import BadStoreConfiguration, StoreManager
+from aiostore import BadStoreConfiguration, Duplicate, StoreManager
 from aiostore.drivers.swift import SwiftOptions, endpoint_from_catalog
 from aiostore.drivers.swift._auth import authenticate
 from aiostore.drivers.swift._errors import AuthError
@@ -35,6 +35,7 @@ class FakeCloud:
     hits: dict[str, int] = field(default_factory=dict)
     #: Listing pages served; the page with this number (1-based) answers 500.
     pages: int = 0
+    heads: int = 0
     failing_page: int | None = None
 
     def catalog(self) -> list[dict[str, Any]]:
@@ -87,12 +88,17 @@ class FakeCloud:
             listing = [{"name": n, "bytes": len(self.objects[n][0])} for n in names[:limit]]
             return web.json_response(listing)
         if request.method == "PUT":
+            if request.headers.get("If-None-Match") == "*" and name in self.objects:
+                await request.read()
+                return web.Response(status=412)
             meta = {k: v for k, v in request.headers.items() if k.startswith("X-Object-Meta-")}
             self.objects[name] = (await request.read(), meta)
             return web.Response(status=201, headers={"ETag": "e"})
         if name not in self.objects:
             return web.Response(status=404)
         data, meta = self.objects[name]
+        if request.method == "HEAD":
+            self.heads += 1
         if request.method == "DELETE":
             del self.objects[name]
             return web.Response(status=204)
@@ -202,7 +208,13 @@ async def test_store_over_keystone_refreshes_a_rejected_token_once(
         store = manager["ks"]
         report = await store.probe()
         assert report.healthy, str(report)
+        # This server honours If-None-Match: create-only is left to it (no HEAD first).
+        assert store.driver.conditional_put is True
         await store.put("a/b c", b"hello", metadata={"who": "Zoë"})
+        heads = cloud.heads
+        with pytest.raises(Duplicate):
+            await store.put("a/b c", b"again")
+        assert cloud.heads == heads
         assert cloud.hits.get("RegionTwo/public", 0) > 0
         assert set(cloud.hits) == {"RegionTwo/public"}
         issued = len(cloud.issued)

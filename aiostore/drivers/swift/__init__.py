@@ -46,6 +46,9 @@ class SwiftDriver(Driver[SwiftOptions]):
         self.chunk_size = min(options.segment_size, 1 << 20)
         self.policy = RetryPolicy(max_attempts=options.max_attempts, retryable=retryable)
         self._unfilter = install_secret_filter([options.key], ("aiohttp", "aiostore"))
+        #: Whether the server honours ``If-None-Match: *`` on PUT (found by the first write
+        #: probe; None until then). OpenStack Swift does; Ceph RGW's Swift API (16.x) does not.
+        self.conditional_put: bool | None = None
 
     def location_prefix(self) -> str:
         return f"swift://{self.store}/{self.options.container}/{self.options.prefix}"

@@ -226,12 +226,13 @@ class SwiftSession(DriverSession):
         metadata: Metadata,
     ) -> None:
         with errors.mapping(key=key, operation="put"):
-            if overwrite:
+            if overwrite or self._driver.conditional_put:
                 await self._put(key, stream, size, overwrite, metadata)
                 return
             # If-None-Match: * makes create-only atomic on Swift. Ceph RGW's Swift API ignores
-            # it, so a HEAD checks first and create-only puts of one key in this session (one
-            # event loop) wait for each other: atomic there within the session only.
+            # it (the probe finds out: ``conditional_put``), so until a probe has shown that the
+            # server honours it, a HEAD checks first and create-only puts of one key in this
+            # session (one event loop) wait for each other: atomic within the session only.
             claim = self._claims.setdefault(key, _Claim())
             claim.users += 1
             try:
@@ -258,8 +259,8 @@ class SwiftSession(DriverSession):
             old_segments = await self._segments_of(name, None)
         else:
             headers["If-None-Match"] = "*"
-            if await self._exists(name, None):
-                raise Duplicate("an object already exists under this key", key=key)
+            if not self._driver.conditional_put:  # the server may ignore it: check first
+                await self._refuse_existing(key, name)
         if size is not None and size <= o.large_object_size:
             await self._put_streamed(name, stream, size, headers)
         else:
@@ -272,6 +273,8 @@ class SwiftSession(DriverSession):
                                         headers=headers, body=first or b"")  # fmt: skip
                 resp.release()
             else:
+                if not overwrite and self._driver.conditional_put:
+                    await self._refuse_existing(key, name)  # before uploading segments
                 await self._put_large(name, _prepend(first, pieces), headers, None)
         if old_segments:
             await shielded(self._delete_paths(old_segments))
@@ -386,6 +389,10 @@ class SwiftSession(DriverSession):
                     pass  # best effort: a later overwrite or delete cannot find it either
 
         await asyncio.gather(*(one(p) for p in paths))
+
+    async def _refuse_existing(self, key: str, name: str) -> None:
+        if await self._exists(name, None):
+            raise Duplicate("an object already exists under this key", key=key)
 
     async def _exists(self, name: str, budget: Attempts | None) -> bool:
         try:
@@ -587,7 +594,21 @@ class SwiftSession(DriverSession):
                 if body != PROBE_BODY[3:9]:
                     raise SwiftStatus(206, "GET probe", "returned other bytes than the range")
 
+            async def conditional() -> None:
+                resp = await self._request(
+                    "PUT",
+                    o.container,
+                    name,
+                    ok={201, 412},
+                    headers={"If-None-Match": "*"},
+                    body=PROBE_BODY,
+                )
+                resp.release()
+                self._driver.conditional_put = resp.status == 412
+
             failed_write = await step("put", put)
+            if failed_write is None and self._driver.conditional_put is None:
+                failed_write = await step("put", conditional)
             if failed_write is None:
                 bad_range = await step("probe", ranged)
                 verdicts[Capability.READ_RANDOM] = (
