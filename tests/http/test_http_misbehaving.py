@@ -64,7 +64,8 @@ async def test_bodies_longer_than_content_length_are_cut(
             try:
                 got = await store.read("x")
             except StoreError as exc:
-                assert junk_delay is None, exc
+                # With a delay the junk usually arrives as a segment of its own; on a loaded
+                # machine the client may still read both at once: then it is the same case.
                 assert "invalid HTTP response" in str(exc)
                 assert isinstance(exc.__cause__, aiohttp.ClientResponseError)
             else:

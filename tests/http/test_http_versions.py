@@ -381,5 +381,7 @@ async def test_cancelling_a_resuming_read(
                 await resumed.wait()
                 tg.cancel_scope.cancel()
     assert asyncio.get_running_loop().time() - started < 2
-    assert len(requests) == 2 and resumed.is_set()
+    # The first GET and its resume; on a slow machine the resume may itself time out and be
+    # retried once more before the caller's timeout: never beyond the read's attempt budget.
+    assert 2 <= len(requests) <= 3 and resumed.is_set()
     assert not session.is_broken
