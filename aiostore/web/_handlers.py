@@ -8,7 +8,6 @@ a :class:`~aiostore.web._request.RouteSettings` bound with :func:`functools.part
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -19,9 +18,10 @@ from aiohttp import hdrs, web
 
 from ..capabilities.flags import NAMED, Capability
 from ._errors import BadArgument, json_response
-from ._events import snapshot_event, sse
+from ._events import ChangeStream, snapshot_event, sse, summary_event
 from ._keys import EVENT_STREAMS
 from ._objects import info_dict
+from ._paging import StoreQuery, store_page
 from ._request import RouteSettings, int_arg, manager_of, store_of
 
 __all__ = [
@@ -51,8 +51,13 @@ _MAX_LIST: Final = 10_000
 
 
 async def list_stores(request: web.Request) -> web.StreamResponse:
-    """``GET /stores``: the manager's snapshot."""
-    return json_response(manager_of(request).snapshot())
+    """``GET /stores``: the manager's snapshot; with ``?q=&state=&sort=&limit=&cursor=``
+    (or ``offset=``), one page of the stores that match (see :func:`store_page`)."""
+    manager = manager_of(request)
+    query = StoreQuery.parse(request)
+    if query is None:
+        return json_response(manager.snapshot())
+    return json_response(store_page(manager, query))
 
 
 async def get_store(request: web.Request) -> web.StreamResponse:
@@ -150,9 +155,19 @@ async def change_capabilities(request: web.Request) -> web.StreamResponse:
 # -- events and the dashboard -------------------------------------------------------------------
 
 
-async def events(settings: RouteSettings, request: web.Request) -> web.StreamResponse:
-    """``GET /events``: a snapshot, then each capability change, as Server-Sent Events."""
+async def events(
+    settings: RouteSettings, coalesce: float, request: web.Request
+) -> web.StreamResponse:
+    """``GET /events``: a snapshot, then the capability changes, as Server-Sent Events.
+
+    Changes are merged per store between two writes, at most one write per ``coalesce``
+    seconds (see :class:`~aiostore.web._events.ChangeStream`). ``?snapshot=summary`` opens
+    with the columns and store counts instead of the whole snapshot.
+    """
     manager = manager_of(request)
+    mode = request.query.get("snapshot", "full")
+    if mode not in ("full", "summary"):
+        raise BadArgument(f"query argument 'snapshot' must be full or summary, not {mode!r}")
     streams = request.config_dict[EVENT_STREAMS]
     resp = web.StreamResponse(
         headers={
@@ -161,33 +176,19 @@ async def events(settings: RouteSettings, request: web.Request) -> web.StreamRes
             "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
         }
     )
-    # Subscribe before the snapshot, so nothing between the two is lost (at worst a change
+    # Listen before the snapshot, so nothing between the two is lost (at worst a change
     # arrives that the snapshot already shows: applying it again changes nothing).
-    sub = manager.changes()
-    streams.add(sub)
-    try:
-        await resp.prepare(request)
-        await resp.write(b"retry: 2000\n\n" + sse("snapshot", snapshot_event(manager)))
-        dropped = sub.dropped
-        while True:
-            try:
-                async with asyncio.timeout(settings.heartbeat):
-                    change = await sub.__anext__()
-            except TimeoutError:
-                await resp.write(b": ping\n\n")
-                continue
-            except StopAsyncIteration:
-                break  # the app is shutting down
-            await resp.write(sse("capability", change.to_dict()))
-            if sub.dropped != dropped:
-                # This client fell behind and lost changes: repaint it from scratch.
-                dropped = sub.dropped
-                await resp.write(sse("snapshot", snapshot_event(manager)))
-    except ConnectionError:
-        log.debug("GET /events: the client went away")
-    finally:
-        streams.discard(sub)
-        sub.close()
+    with ChangeStream(manager) as stream:
+        streams.add(stream)
+        try:
+            await resp.prepare(request)
+            first = snapshot_event(manager) if mode == "full" else summary_event(manager)
+            await resp.write(b"retry: 2000\n\n" + sse("snapshot", first))
+            await stream.run(resp.write, heartbeat=settings.heartbeat, interval=coalesce)
+        except ConnectionError:
+            log.debug("GET /events: the client went away")
+        finally:
+            streams.discard(stream)
     return resp
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from . import _handlers as h
 from . import _objects as o
+from ._events import DEFAULT_COALESCE
 from ._request import META_HEADER, RouteSettings
 from ._server_options import ServerOptions
 
@@ -25,6 +26,7 @@ def object_routes(
     heartbeat: float = 15.0,
     body_timeout: float = _DEFAULTS.body_timeout,
     max_uploads: int = _DEFAULTS.max_uploads,
+    coalesce: float = DEFAULT_COALESCE,
 ) -> web.RouteTableDef:
     """The REST object service, the ``/events`` stream and (optionally) the dashboard.
 
@@ -34,6 +36,13 @@ def object_routes(
 
     Routes:
         - ``GET /stores``: ``manager.snapshot()`` as JSON; ``GET /stores/{store}``: one store.
+          With any of ``?q=`` (a case-insensitive substring of the name), ``?state=healthy``
+          or ``degraded`` (something configured not held now), ``?sort=config`` (the
+          default), ``name`` or ``degraded`` (degraded first), ``?limit=`` (1..1000, default
+          1000) and ``?cursor=`` (the previous page's ``next``) or ``?offset=``: one page,
+          the same fields with only the page's ``stores``, plus ``names`` (their order),
+          ``capabilities`` (the 13 columns), ``total``, ``degraded``, ``matched``, ``offset``
+          and ``next`` (null on the last page). A bad argument is 400.
         - ``POST /stores/{store}/probe``: probe now; the store's snapshot afterwards.
         - ``POST /stores/{store}/capabilities``: ``{"unset": [names], "reason": "..."}`` or
           ``{"set": [names]}``, an operator's override; the store's snapshot afterwards.
@@ -51,9 +60,14 @@ def object_routes(
           one version.
         - ``HEAD`` the same: size, ``Last-Modified``, ``ETag``, ``Accept-Ranges``, metadata.
         - ``DELETE``: 204.
-        - ``GET /events``: Server-Sent Events: ``event: snapshot`` first, then one
-          ``event: capability`` per change (data: ``CapabilityChange.to_dict()``), and a
-          ``: ping`` comment every ``heartbeat`` seconds.
+        - ``GET /events``: Server-Sent Events: ``event: snapshot`` first (with
+          ``?snapshot=summary``: only the columns and the ``total`` and ``degraded`` counts),
+          then ``event: capability`` (data: ``CapabilityChange.to_dict()`` plus ``changes``),
+          and a ``: ping`` comment every ``heartbeat`` seconds. Changes are merged per store:
+          at most one write every ``coalesce`` seconds, holding at most one event per store
+          (``old`` is what the client last saw, ``new`` the latest state, ``changes`` how many
+          changes it stands for). A storm or a slow client never queues more than one entry
+          per store; the latest state of every store is always sent.
         - ``GET /``: the dashboard (when ``dashboard`` is true).
 
     Keys are the path after ``/objects/``, percent-decoded as strict UTF-8 (otherwise 400
@@ -68,11 +82,15 @@ def object_routes(
         heartbeat: seconds between ``: ping`` comments on ``/events``.
         body_timeout: seconds a PUT body may stall before the upload is abandoned (408).
         max_uploads: PUTs running at once; more are answered 503.
+        coalesce: seconds between two writes of an ``/events`` stream (the first change
+            after a quiet spell is written at once).
     """
     if not heartbeat > 0:
         raise ValueError(f"heartbeat must be > 0 seconds, not {heartbeat!r}")
     if not body_timeout > 0:
         raise ValueError(f"body_timeout must be > 0 seconds, not {body_timeout!r}")
+    if not coalesce >= 0:
+        raise ValueError(f"coalesce must be >= 0 seconds, not {coalesce!r}")
     if max_uploads < 1:
         raise ValueError(f"max_uploads must be at least 1, not {max_uploads!r}")
     settings = RouteSettings(heartbeat, body_timeout, max_uploads)
@@ -88,7 +106,7 @@ def object_routes(
     routes.head(_OBJECT)(o.head_object)
     routes.get(_OBJECT, allow_head=False)(o.get_object)
     routes.delete(_OBJECT)(o.delete_object)
-    routes.get("/events")(partial(h.events, settings))
+    routes.get("/events")(partial(h.events, settings, coalesce))
     if dashboard:
         page = h.Dashboard.load()
         routes.get("/")(partial(h.index, page))
