@@ -14,7 +14,8 @@ driver can do all that they do. ``docs/drivers.md`` walks through writing one.
 - **Blocking code and cancellation**: :func:`run_blocking` with a :class:`Fence` for the
   irreversible step; :func:`shielded` for clean-ups that must finish under any cancellation.
 - **Errors**: :class:`ErrorMap` (a table from backend exception to aiostore error, applied at the
-  driver's I/O edge), :data:`os_error_map`, :func:`map_os_error`.
+  driver's I/O edge), :data:`os_error_map`, :func:`map_os_error`, :func:`transport_error_map`
+  (an HTTP driver's timeouts and connection failures).
 - **Retries**: :class:`RetryPolicy` (tenacity, bounded and jittered) with an :class:`Attempts`
   budget per logical operation.
 - **Streams**: :func:`rechunk` (fixed-size parts from a put stream) and
@@ -34,6 +35,7 @@ from ._errormap import ErrorContext as ErrorContext
 from ._errormap import ErrorMap as ErrorMap
 from ._errormap import map_os_error as map_os_error
 from ._errormap import os_error_map as os_error_map
+from ._errormap import transport_error_map as transport_error_map
 from ._keys import validate_key as validate_key
 from ._keys import validate_prefix as validate_prefix
 from ._metacodec import decode_metadata as decode_metadata
@@ -84,6 +86,7 @@ __all__ = [
     "redacted_options",
     "run_blocking",
     "shielded",
+    "transport_error_map",
     "validate_key",
     "validate_prefix",
 ]

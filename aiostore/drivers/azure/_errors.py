@@ -22,12 +22,11 @@ from ...errors import (
     Duplicate,
     InvalidMetadata,
     NotFound,
-    OperationTimeout,
     StorageFull,
     StorageWriteDenied,
     StoreError,
 )
-from ...sdk import Capability, ErrorContext, ErrorMap
+from ...sdk import Capability, ErrorContext, ErrorMap, transport_error_map
 
 __all__ = ["build_error_map", "describe", "retryable", "status_of"]
 
@@ -79,6 +78,8 @@ def retryable(exc: BaseException) -> bool:
 
 def build_error_map(scrub: Callable[[str], str], endpoint: str) -> ErrorMap:
     """The driver's table; ``scrub`` removes credentials from any text it shows."""
+    transport = transport_error_map("Azure", endpoint, scrub=scrub, describe=describe)
+    timeout, broken = transport[TimeoutError], transport[aiohttp.ClientError]
 
     def lost(ctx: ErrorContext) -> Capability:
         return Capability.WRITE_ACCESS if ctx.write else Capability.READ_ACCESS
@@ -131,35 +132,18 @@ def build_error_map(scrub: Callable[[str], str], endpoint: str) -> ErrorMap:
             return BackendUnavailable(said(exc, ctx), revokes=lost(ctx))
         return StoreError(said(exc, ctx))
 
-    def timeout(exc: BaseException, ctx: ErrorContext) -> StoreError:
-        return OperationTimeout(f"{said(exc, ctx)} (timed out)", revokes=lost(ctx))
-
-    def connect(exc: BaseException, ctx: ErrorContext) -> StoreError:
-        return BackendUnavailable(
-            scrub(f"Azure {ctx.operation}: cannot reach {endpoint}: {describe(exc)}"),
-            revokes=lost(ctx),
-        )
-
-    def broken(exc: BaseException, ctx: ErrorContext) -> StoreError:
-        return BackendUnavailable(
-            scrub(f"Azure {ctx.operation}: connection failed: {describe(exc)}"), revokes=lost(ctx)
-        )
-
-    return ErrorMap(
+    return transport | ErrorMap(
         {
             az.ResourceNotFoundError: not_found,
             az.ResourceExistsError: response,
             az.ResourceModifiedError: modified,
             az.ClientAuthenticationError: denied,
             az.HttpResponseError: response,
+            # azure-core wraps aiohttp's failures in its own classes.
             az.IncompleteReadError: broken,
             az.ServiceRequestTimeoutError: timeout,
             az.ServiceResponseTimeoutError: timeout,
-            az.ServiceRequestError: connect,
+            az.ServiceRequestError: transport[aiohttp.ClientConnectorError],
             az.ServiceResponseError: broken,
-            aiohttp.ClientConnectorError: connect,
-            aiohttp.ClientError: broken,
-            TimeoutError: timeout,
-            OSError: broken,
         }
     )

@@ -20,12 +20,11 @@ from ...errors import (
     Duplicate,
     InvalidMetadata,
     NotFound,
-    OperationTimeout,
     StorageFull,
     StorageWriteDenied,
     StoreError,
 )
-from ...sdk import Capability, ErrorContext, ErrorMap
+from ...sdk import Capability, ErrorContext, ErrorMap, transport_error_map
 
 __all__ = ["build_error_map", "describe", "retryable"]
 
@@ -87,27 +86,6 @@ def build_error_map(scrub: Callable[[str], str], endpoint: str) -> ErrorMap:
             return BackendUnavailable(said(exc, ctx), revokes=lost(ctx))
         return StoreError(said(exc, ctx))
 
-    def timeout(exc: BaseException, ctx: ErrorContext) -> StoreError:
-        return OperationTimeout(f"GCS {ctx.operation}: timed out", revokes=lost(ctx))
-
-    def connect(exc: BaseException, ctx: ErrorContext) -> StoreError:
-        return BackendUnavailable(
-            scrub(f"GCS {ctx.operation}: cannot reach {endpoint}: {describe(exc)}"),
-            revokes=lost(ctx),
-        )
-
-    def broken(exc: BaseException, ctx: ErrorContext) -> StoreError:
-        return BackendUnavailable(
-            scrub(f"GCS {ctx.operation}: connection failed: {describe(exc)}"), revokes=lost(ctx)
-        )
-
-    return ErrorMap(
-        {
-            aiohttp.ClientResponseError: response,
-            aiohttp.ClientConnectorError: connect,
-            aiohttp.ServerTimeoutError: timeout,
-            aiohttp.ClientError: broken,
-            TimeoutError: timeout,
-            OSError: broken,
-        }
+    return transport_error_map("GCS", endpoint, scrub=scrub, describe=describe) | ErrorMap(
+        {aiohttp.ClientResponseError: response}
     )

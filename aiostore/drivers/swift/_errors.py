@@ -9,12 +9,11 @@ from ...errors import (
     ChecksumMismatch,
     Duplicate,
     NotFound,
-    OperationTimeout,
     StorageFull,
     StorageWriteDenied,
     StoreError,
 )
-from ...sdk import Capability, ErrorContext, ErrorMap
+from ...sdk import Capability, ErrorContext, ErrorMap, transport_error_map
 
 __all__ = ["AuthError", "SwiftStatus", "errors", "retryable"]
 
@@ -65,24 +64,9 @@ def _from_auth(exc: BaseException, ctx: ErrorContext) -> StoreError:
     return BackendUnavailable(f"authentication failed: {exc}", key=ctx.key)
 
 
-def _from_transport(exc: BaseException, ctx: ErrorContext) -> StoreError:
-    doing = ctx.operation or "request"
-    if isinstance(exc, TimeoutError):
-        return OperationTimeout(f"{doing} timed out", key=ctx.key, revokes=_lost(ctx))
-    return BackendUnavailable(
-        f"{doing}: {type(exc).__name__}: {exc}", key=ctx.key, revokes=_lost(ctx)
-    )
-
-
-#: The driver's one table, applied at its I/O edge.
-errors = ErrorMap(
-    {
-        SwiftStatus: _from_status,
-        AuthError: _from_auth,
-        aiohttp.ClientError: _from_transport,
-        OSError: _from_transport,  # TimeoutError included
-    }
-)
+#: The driver's one table, applied at its I/O edge. Timeouts and transport failures revoke what
+#: the operation needed, like every HTTP driver's.
+errors = transport_error_map("Swift") | ErrorMap({SwiftStatus: _from_status, AuthError: _from_auth})
 
 
 def retryable(exc: BaseException) -> bool:
