@@ -13,6 +13,7 @@ Everything here blocks: it runs in worker threads.
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import stat as st_
@@ -26,7 +27,10 @@ from ._names import key_parts
 from ._options import FileOptions
 from ._os import DIR, DIR_NOFOLLOW, close_quietly, is_link
 
-__all__ = ["SymlinkMet", "Tree"]
+__all__ = ["Pins", "SymlinkMet", "Tree"]
+
+#: The directories of a key, as name tuples from the root: ``a/b/c`` → ``(a,), (a, b)``.
+Pins = tuple[tuple[str, ...], ...]
 
 #: Walks (and directory creations) retried when a delete removes an emptied directory under us.
 _RETRIES = 8
@@ -56,6 +60,35 @@ class Tree:
         self.named_tmp_devs: set[int] = set()
         #: ``<root>/.aiostore-tmp`` exists (probes reclaim dead writers' files from it).
         self.tmp_dir_seen = False
+        #: Directories puts in flight use (see :meth:`pin`), and those a prune is removing.
+        self._pins: collections.Counter[tuple[str, ...]] = collections.Counter()
+        self._pruning: set[tuple[str, ...]] = set()
+        self._pin_cond = threading.Condition(threading.Lock())
+
+    # -- directories in use ---------------------------------------------------------------------
+    def pin(self, parts: Sequence[str]) -> Pins:
+        """Keep this store's deletes from removing the directories of ``parts`` until
+        :meth:`unpin`. A put's data waits in an unnamed (or remote) temporary file, so its
+        directory looks empty until the commit links the file in; without the pin, deletes that
+        empty the directory again and again could make the put lose that race every time it
+        walks. Waits while a prune removes one of them (the put then walks after it)."""
+        dirs = tuple(tuple(parts[:i]) for i in range(1, len(parts)))
+        if not dirs:
+            return dirs
+        with self._pin_cond:
+            while not self._pruning.isdisjoint(dirs):
+                self._pin_cond.wait()
+            self._pins.update(dirs)
+        return dirs
+
+    def unpin(self, dirs: Pins) -> None:
+        if not dirs:
+            return
+        with self._pin_cond:
+            self._pins.subtract(dirs)
+            for d in dirs:
+                if self._pins[d] <= 0:
+                    del self._pins[d]
 
     # -- walking --------------------------------------------------------------------------------
     def open_root(self, write: bool) -> int:
@@ -167,9 +200,9 @@ class Tree:
 
     def prune(self, parts: Sequence[str]) -> None:
         """Remove the directories along ``parts[:-1]`` that are empty, deepest first (a delete
-        emptied them). A concurrent put that made or uses one of them finds it gone when it
-        links its file and walks again (see ``_write.py``); ``rmdir`` never removes a directory
-        that holds anything, so no object can be lost."""
+        emptied them). ``rmdir`` never removes a directory that holds anything, so no object can
+        be lost; a directory a put of this store has pinned (:meth:`pin`) is left alone, and a
+        put of another process that finds its directory gone walks again (see ``_write.py``)."""
         dirs = list(parts[:-1])
         if not dirs:
             return
@@ -181,10 +214,21 @@ class Tree:
                 except OSError:
                     return
             for i in range(len(dirs) - 1, -1, -1):
+                path = tuple(dirs[: i + 1])
+                with self._pin_cond:
+                    if self._pins[path] > 0 or path in self._pruning:
+                        return  # a put in flight needs it (or another prune is at it)
+                    self._pruning.add(path)
                 try:
                     os.rmdir(dirs[i], dir_fd=fds[i])
+                except FileNotFoundError:
+                    continue  # gone already: its parent may be empty now
                 except OSError:
-                    return  # not empty (the common case), gone, or not ours to remove
+                    return  # not empty (the common case), or not ours to remove
+                finally:
+                    with self._pin_cond:
+                        self._pruning.discard(path)
+                        self._pin_cond.notify_all()
                 if self.fsync:
                     os.fsync(fds[i])
         finally:

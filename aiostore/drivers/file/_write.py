@@ -21,9 +21,12 @@ put never overlap, and the file descriptors belong to the thread side: when the 
 abort while a step still runs, that step cleans up as it ends, so no descriptor is ever closed
 under a running ``write`` and the temporary file goes as soon as the file system lets it.
 
-A delete removes the directories it empties; a put that finds its directory removed under it
-walks again, and an empty directory where the key should go is removed, so no empty directory
-ever blocks a key.
+A delete removes the directories it empties, except those a put of the same store has pinned
+(``Tree.pin``): until its commit links the file in, a put's directory looks empty, and deletes
+that empty it again and again would otherwise make the put lose that race every time it walks.
+A put that finds its directory removed under it anyway (by another process) walks again, a few
+times; an empty directory where the key should go is removed, so no empty directory ever blocks
+a key.
 """
 
 from __future__ import annotations
@@ -33,10 +36,17 @@ import os
 import stat as st_
 import threading
 
-from ...errors import Duplicate, InvalidRange, KeyConflict, NotFound, StoreError
-from ...sdk import Abandoned, Fence
+from ...errors import (
+    BackendUnavailable,
+    Duplicate,
+    InvalidRange,
+    KeyConflict,
+    NotFound,
+    StoreError,
+)
+from ...sdk import Abandoned, Capability, Fence
 from . import _meta
-from ._names import TMP_DIR, side_name, tmp_name, tmp_name_beside
+from ._names import TMP_DIR, key_parts, side_name, tmp_name, tmp_name_beside
 from ._os import (
     CREATE,
     DIR_NOFOLLOW,
@@ -54,7 +64,7 @@ from ._os import (
     unlink_quietly,
     write_all,
 )
-from ._tree import Tree
+from ._tree import Pins, Tree
 
 __all__ = ["Put", "delete", "patch"]
 
@@ -85,6 +95,7 @@ class Put:
     sidecar: bytes | None = None  # metadata for a sidecar (no user xattrs here)
     ino: int = 0
     side: str | None = None  # the sidecar written, until the object owns it
+    pins: Pins = ()  # the key's directories, kept from this store's deletes until we end
 
     # -- the steps (each one thread hop) --------------------------------------------------------
     def run(self, step: str, chunks: list[bytes]) -> None:
@@ -122,6 +133,7 @@ class Put:
     def _begin(self, chunks: list[bytes]) -> None:
         """Create the file (directories as needed), attach metadata, write ``chunks``."""
         t = self.tree
+        self.pins = t.pin(key_parts(self.key))
         for attempt in range(_RETRIES):
             self.dfd, self.parts = t.parent(self.key, create=True, write=True)
             name = self.parts[-1]
@@ -133,11 +145,14 @@ class Put:
             try:
                 self.fd = self._create()
                 break
-            except OSError:
-                if attempt == _RETRIES - 1 or os.fstat(self.dfd).st_nlink > 0:
+            except OSError as exc:
+                # ext4 refuses an O_TMPFILE in a removed directory with EPERM, not ENOENT.
+                if os.fstat(self.dfd).st_nlink > 0:
                     raise
-                # A delete removed the (then empty) directory under us: walk again.
+                # Another process's delete removed the (then empty) directory: walk again.
                 self._release()
+                if attempt == _RETRIES - 1:
+                    raise self._vanished() from exc
         os.fchmod(self.fd, t.mode)  # exactly file_mode, whatever the umask
         if not _meta.attach(t, self.fd, self.meta):
             self.sidecar = self.meta if self.meta is not None else b"{}"
@@ -207,17 +222,19 @@ class Put:
                         self._link()
                     break
                 except FileNotFoundError as exc:
-                    if isinstance(exc, StoreError) or attempt == _RETRIES - 1:
-                        raise
-                    if os.fstat(self.dfd).st_nlink > 0:
+                    if isinstance(exc, StoreError) or os.fstat(self.dfd).st_nlink > 0:
                         raise  # not our directory that went: the temporary file did
-                    # A delete removed the (then empty) directory: walk again.
-                    os.close(self.dfd)
+                    if attempt == _RETRIES - 1:
+                        raise self._vanished() from exc
+                    # Another process's delete removed the (then empty) directory: walk again.
+                    if self.dfd != self.tmp_dfd:  # else it stays open as tmp_dfd (_release)
+                        os.close(self.dfd)
                     self.dfd = -1
                     self.dfd, self.parts = t.parent(self.key, create=True, write=True)
         if t.fsync:
             os.fsync(self.dfd)
         self._release()
+        self._unpin()
 
     def _replace(self) -> None:
         name = self.parts[-1]
@@ -287,6 +304,15 @@ class Put:
             return False
         return True
 
+    def _vanished(self) -> StoreError:
+        # The store is fine: another process keeps emptying and removing the key's directory.
+        return BackendUnavailable(
+            f"put: the key's directory was removed under it {_RETRIES} times in a row (by"
+            " deletes of another process); try again",
+            key=self.key,
+            revokes=Capability.NONE,
+        )
+
     def _taken(self, st: os.stat_result) -> StoreError:
         if st_.S_ISDIR(st.st_mode):
             return KeyConflict(
@@ -324,13 +350,17 @@ class Put:
         if self.side is not None and self.dfd >= 0:
             unlink_quietly(self.side, self.dfd)
             self.side = None
-        had_dir = self.dfd >= 0
         self._release()
-        if had_dir and len(self.parts) > 1:
+        self._unpin()
+        if len(self.parts) > 1:
             try:
                 self.tree.prune(self.parts)  # directories this put made and left empty
             except (OSError, StoreError):
                 pass
+
+    def _unpin(self) -> None:
+        pins, self.pins = self.pins, ()
+        self.tree.unpin(pins)
 
     def _release(self) -> None:
         if self.fd >= 0:
