@@ -2,7 +2,7 @@
 errors, with the passive signal each failure proves; and which failures are worth a retry.
 
 The table is an :class:`~aiostore.sdk.ErrorMap` (the most specific class of the exception wins),
-built twice per driver: for reads (a failure revokes READ_ACCESS) and for writes (WRITE_ACCESS).
+one per driver, seen from reads (a failure revokes READ_ACCESS) and from writes (WRITE_ACCESS).
 The ``operation`` given to it is the S3 operation (``PutObject``), with the number of attempts
 made when there was more than one (see :func:`operation`).
 """
@@ -149,9 +149,15 @@ def _cause(exc: BaseException) -> str:
 Factory = Callable[[BaseException, ErrorContext], StoreError]
 
 
+def _lost(ctx: ErrorContext) -> Capability:
+    """What a failure that proves the backend unusable revokes."""
+    return Capability.WRITE_ACCESS if ctx.write else Capability.READ_ACCESS
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorTables:
-    """The read and write tables of one driver (what its messages name)."""
+    """The driver's table (what its messages name) for reads and for writes: S3 operation
+    names (``PutObject``) do not tell the table which side a call is on."""
 
     read: ErrorMap
     write: ErrorMap
@@ -166,8 +172,8 @@ class ErrorTables:
         connect_timeout: float,
         read_timeout: float,
     ) -> ErrorTables:
-        site = _Site(scrub, endpoint, bucket, connect_timeout, read_timeout)
-        return cls(ErrorMap(site.table(write=False)), ErrorMap(site.table(write=True)))
+        table = ErrorMap(_Site(scrub, endpoint, bucket, connect_timeout, read_timeout).table())
+        return cls(table.with_write(False), table.with_write(True))
 
     def __call__(self, write: bool) -> ErrorMap:
         return self.write if write else self.read
@@ -181,8 +187,7 @@ class _Site:
     connect_timeout: float
     read_timeout: float
 
-    def table(self, *, write: bool) -> dict[type[BaseException], Factory]:
-        lost = Capability.WRITE_ACCESS if write else Capability.READ_ACCESS
+    def table(self) -> dict[type[BaseException], Factory]:
         scrub = self.scrub
 
         def answered(exc: BaseException, ctx: ErrorContext) -> StoreError:
@@ -190,6 +195,7 @@ class _Site:
             key = ctx.key
             op, tried = _said(ctx)
             code, status, message = client_error(exc)
+            lost = _lost(ctx)
             said = scrub(f"S3 {op} answered {status} {code}{tried}: {message}".rstrip(": "))
             if code == "NoSuchBucket" or (op == "HeadBucket" and status == 404):
                 return BackendUnavailable(
@@ -200,7 +206,7 @@ class _Site:
             if code in _NOT_FOUND or (status == 404 and not code.startswith("NoSuch")):
                 return NotFound("no such object", key=key)
             if code in _PRECONDITION or status == 412:
-                if write:
+                if ctx.write:
                     return Duplicate("an object with this key exists", key=key)
                 return ChecksumMismatch("the object changed while it was being read", key=key)
             if code in _TOO_LARGE:
@@ -211,11 +217,11 @@ class _Site:
             if code == "MetadataTooLarge":
                 return InvalidMetadata(said, key=key)
             if code in _CREDENTIALS:
-                if write:
+                if ctx.write:
                     return StorageWriteDenied(said, key=key)
                 return BackendUnavailable(said, key=key, revokes=lost)
             if code in _DENIED or status == 403:
-                if write:
+                if ctx.write:
                     return StorageWriteDenied(said, key=key)
                 # A denied read may concern one object only: no passive revoke.
                 return BackendUnavailable(said, key=key)
@@ -229,7 +235,7 @@ class _Site:
                 f"S3 {op}: cannot connect to {self.endpoint}{tried}: timed out after"
                 f" {self.connect_timeout:g} s",
                 key=ctx.key,
-                revokes=lost,
+                revokes=_lost(ctx),
             )
 
         def read_timeout(exc: BaseException, ctx: ErrorContext) -> StoreError:
@@ -237,7 +243,7 @@ class _Site:
             return OperationTimeout(
                 f"S3 {op}: no answer within read_timeout={self.read_timeout:g} s{tried}",
                 key=ctx.key,
-                revokes=lost,
+                revokes=_lost(ctx),
             )
 
         def cannot_connect(exc: BaseException, ctx: ErrorContext) -> StoreError:
@@ -245,7 +251,7 @@ class _Site:
             return BackendUnavailable(
                 f"S3 {op}: cannot connect to {self.endpoint}{tried}: {scrub(_cause(exc))}",
                 key=ctx.key,
-                revokes=lost,
+                revokes=_lost(ctx),
             )
 
         def broken(exc: BaseException, ctx: ErrorContext) -> StoreError:
@@ -253,7 +259,7 @@ class _Site:
             return BackendUnavailable(
                 f"S3 {op}: connection failed{tried}: {scrub(_cause(exc))}",
                 key=ctx.key,
-                revokes=lost,
+                revokes=_lost(ctx),
             )
 
         def checksum(exc: BaseException, ctx: ErrorContext) -> StoreError:
@@ -263,13 +269,15 @@ class _Site:
         def no_credentials(exc: BaseException, ctx: ErrorContext) -> StoreError:
             op, _ = _said(ctx)
             return BackendUnavailable(
-                f"S3 {op}: no usable AWS credentials: {scrub(str(exc))}", key=ctx.key, revokes=lost
+                f"S3 {op}: no usable AWS credentials: {scrub(str(exc))}",
+                key=ctx.key,
+                revokes=_lost(ctx),
             )
 
         def os_error(exc: BaseException, ctx: ErrorContext) -> StoreError:
             assert isinstance(exc, OSError)
             op, _ = _said(ctx)
-            return map_os_error(exc, key=ctx.key, write=write, what=f"S3 {op}")
+            return map_os_error(exc, key=ctx.key, write=ctx.write, what=f"S3 {op}")
 
         def other(exc: BaseException, ctx: ErrorContext) -> StoreError:
             op, _ = _said(ctx)
