@@ -4,9 +4,10 @@ wire format.
 A storm (a thousand stores flapping at once) must not become a thousand-deep queue per client,
 nor a slow client a buffer that grows with the storm. Each stream therefore keeps, between two
 writes, only the *latest* state of each store that changed (one entry per store: bounded by the
-number of stores, whatever the rate of changes), and writes at most once per ``interval``; a
-client that reads slowly holds its stream in ``write`` (aiohttp waits for the transport to drain)
-while new changes keep merging into those entries. The last change of every store is always
+number of stores, whatever the rate of changes), and flushes at most once per ``interval``, a
+batch of stores per write; a client that reads slowly holds its stream in ``write`` (aiohttp
+waits for the transport to drain) while new changes keep merging into the entries not yet
+written. The last change of every store is always
 written: merging replaces an entry's new state, never drops it.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,6 +27,7 @@ from ..capabilities.flags import NAMED, Capability
 from ..capabilities.state import CapabilityChange
 
 __all__ = [
+    "BATCH",
     "DEFAULT_COALESCE",
     "ChangeStream",
     "EventStreams",
@@ -35,8 +37,10 @@ __all__ = [
     "summary_event",
 ]
 
-#: Seconds between two writes of one stream: the changes in between are merged per store.
+#: Seconds between two flushes of one stream: the changes in between are merged per store.
 DEFAULT_COALESCE: Final = 0.5
+#: The most events one write holds (a few hundred bytes each).
+BATCH: Final = 100
 _PING: Final = b": ping\n\n"
 
 
@@ -64,9 +68,10 @@ class ChangeStream:
         self._pending: dict[str, _Merged] = {}
         self._ready = asyncio.Event()
         self.closed = False
-        #: Changes seen, events written, writes made.
+        #: Changes seen, events written, flushes and writes made.
         self.changes = 0
         self.events = 0
+        self.flushes = 0
         self.writes = 0
         #: The most stores ever waiting at once, and the longest write in bytes.
         self.peak_pending = 0
@@ -105,16 +110,21 @@ class ChangeStream:
         """How many stores have changes waiting to be written."""
         return len(self._pending)
 
-    def take(self) -> list[dict[str, Any]]:
-        """The waiting changes, one event per store (oldest first), and forget them.
+    def take(self, stores: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The waiting changes of ``stores`` (default: all), one event per store, and forget
+        them.
 
         An event is ``CapabilityChange.to_dict()`` of the merged change (``old``: the state the
         client last saw, ``new``, ``reason`` and ``at``: the last change's) plus ``changes``:
         how many changes it stands for (``old == new`` when a store flapped back).
         """
-        pending, self._pending = self._pending, {}
+        if stores is None:
+            entries = list(self._pending.values())
+            self._pending.clear()
+        else:
+            entries = [e for name in stores if (e := self._pending.pop(name, None)) is not None]
         out = []
-        for entry in pending.values():
+        for entry in entries:
             last = entry.last
             merged = (
                 last
@@ -128,10 +138,15 @@ class ChangeStream:
         self, write: Callable[[bytes], Awaitable[None]], *, heartbeat: float, interval: float
     ) -> None:
         """Write the merged changes until :meth:`close`: the first change after a quiet spell
-        at once, then at most one write per ``interval`` seconds; ``: ping`` every
-        ``heartbeat`` seconds of silence."""
+        at once, then at most one flush per ``interval`` seconds; ``: ping`` every
+        ``heartbeat`` seconds of silence.
+
+        A flush writes the stores that were waiting when it began, :data:`BATCH` events per
+        write: a store waits in its entry (still merging) until its batch is written, so the
+        transport never holds more than one batch beyond aiohttp's high-water mark.
+        """
         loop = asyncio.get_running_loop()
-        next_write = loop.time()
+        next_flush = loop.time()
         while not self.closed:
             if not self._pending:
                 self._ready.clear()
@@ -141,18 +156,24 @@ class ChangeStream:
                 except TimeoutError:
                     await write(_PING)
                 continue
-            delay = next_write - loop.time()
+            delay = next_flush - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # the storm keeps merging meanwhile
                 continue
-            events = self.take()
-            data = b"".join(sse("capability", event) for event in events)
-            next_write = loop.time() + interval
-            self.events += len(events)
-            self.writes += 1
-            self.largest_write = max(self.largest_write, len(data))
-            # A slow client keeps us here (aiohttp drains the transport): nothing else buffers.
-            await write(data)
+            next_flush = loop.time() + interval
+            self.flushes += 1
+            due = list(self._pending)
+            for start in range(0, len(due), BATCH):
+                events = self.take(due[start : start + BATCH])
+                if not events:
+                    continue  # closed meanwhile
+                data = b"".join(sse("capability", event) for event in events)
+                self.events += len(events)
+                self.writes += 1
+                self.largest_write = max(self.largest_write, len(data))
+                # A slow client keeps us here (aiohttp drains the transport), while the
+                # stores of the next batches keep merging.
+                await write(data)
 
     def close(self) -> None:
         """End :meth:`run` (the app shuts down, the client went away); forget what waits."""
@@ -165,6 +186,7 @@ class ChangeStream:
         return {
             "changes": self.changes,
             "events": self.events,
+            "flushes": self.flushes,
             "writes": self.writes,
             "pending": len(self._pending),
             "peak_pending": self.peak_pending,
