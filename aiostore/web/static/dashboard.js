@@ -1,5 +1,7 @@
-/* aiostore dashboard: paints the "snapshot" and "capability" Server-Sent Events of ./events and
-   refreshes health details from ./stores. No framework, no build step, nothing from a CDN.
+/* aiostore dashboard: shows one page of stores from ./stores (degraded first, filtered by name
+   and state), keeps it live with the "capability" Server-Sent Events of ./events, and reloads the
+   page (health details, order, counts) shortly after changes. Only the page's stores are in the
+   DOM, however many stores the service has. No framework, no build step, nothing from a CDN.
 
    Grid cells carry stable hooks for tests and scripts:
      id="cap-<store>-<layer>-<CAPABILITY>" data-store data-layer data-cap data-held="true|false"
@@ -9,6 +11,10 @@
 (function () {
   const LAYERS = ["native", "configured", "current"];
   const REFRESH_MS = 5000;
+  // Reload the page this soon after a change, but never more often than MIN_GAP_MS: a storm of
+  // changes costs one small request per second, whatever its size.
+  const AFTER_CHANGE_MS = 200;
+  const MIN_GAP_MS = 1000;
   const MAX_TIMELINE = 200;
   const SYMBOL = { held: "\u2713", revoked: "\u2717", "config-off": "\u2013", absent: "\u00b7" };
 
@@ -19,10 +25,17 @@
   let streaming = false;
 
   let caps = []; // [{name, value}]
-  const stores = new Map(); // name -> latest store snapshot (the /stores shape)
-  let refreshSoon = null;
+  const stores = new Map(); // name -> latest snapshot of a store on the page (the /stores shape)
   let connected = false;
   let snapshots = 0;
+  // What the page shows: ./stores?sort=degraded&q=&state=&limit=&offset=
+  const view = { q: "", state: "", limit: 24, offset: 0 };
+  let loading = false; // a page request is running
+  let again = false; // ... and another one is wanted after it
+  let loadTimer = null;
+  let loadAt = 0; // when loadTimer fires
+  let lastLoad = 0;
+  let pageSeq = 0; // answers of requests overtaken by a newer one are dropped
 
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -52,8 +65,9 @@
   }
 
   // -- store cards ------------------------------------------------------------------------
+  const cards = new Map(); // name -> the card of a store on the page
   function card(name) {
-    const existing = document.getElementById("store-" + name);
+    const existing = cards.get(name);
     if (existing) return existing;
     const probe = h("button", { class: "probe-now", type: "button", text: "probe now" });
     probe.addEventListener("click", () => probeNow(name, probe));
@@ -102,9 +116,7 @@
       h("p", { class: "override", hidden: "" }),
       h("ul", { class: "reasons" })
     );
-    const loading = document.getElementById("loading");
-    if (loading) loading.remove();
-    document.getElementById("stores").append(node);
+    cards.set(name, node);
     return node;
   }
 
@@ -135,8 +147,8 @@
 
   function paint(name) {
     const snap = stores.get(name);
-    if (!snap || !caps.length) return;
-    const node = card(name);
+    const node = cards.get(name);
+    if (!snap || !node || !caps.length) return;
     const native = snap.native.value, configured = snap.configured.value, current = snap.current.value;
     const why = revokedReasons(snap) || "revoked by health probing";
     for (const c of caps) {
@@ -194,6 +206,7 @@
         stores.set(name, await resp.json());
         paint(name);
         if (action === "unset") reasonInput.value = "";
+        loadSoon(AFTER_CHANGE_MS);
       }
     } finally {
       button.disabled = false;
@@ -228,14 +241,97 @@
   }
 
   // -- data in ----------------------------------------------------------------------------
+  // The event stream opens with the columns and counts (?snapshot=summary): then the page.
   function applySnapshot(snapshot) {
     if (Array.isArray(snapshot.capabilities) && snapshot.capabilities.length) caps = snapshot.capabilities;
-    for (const [name, snap] of Object.entries(snapshot.stores || {})) {
-      stores.set(name, snap);
-      paint(name);
-    }
     snapshots += 1;
     document.documentElement.dataset.snapshots = String(snapshots);
+    loadSoon(0);
+  }
+
+  function pageUrl() {
+    const args = new URLSearchParams({ sort: "degraded", limit: String(view.limit), offset: String(view.offset) });
+    if (view.q) args.set("q", view.q);
+    if (view.state) args.set("state", view.state);
+    return "stores?" + args.toString();
+  }
+
+  // One page request at a time; a wish for another while one runs is remembered, not queued.
+  async function loadPage() {
+    if (!caps.length) return;
+    if (loading) {
+      again = true;
+      return;
+    }
+    loading = true;
+    again = false;
+    lastLoad = Date.now();
+    const seq = ++pageSeq;
+    try {
+      const resp = await api(pageUrl());
+      if (resp.ok && seq === pageSeq) applyPage(await resp.json());
+    } catch (err) {
+      /* the event stream reports connection trouble */
+    } finally {
+      loading = false;
+      if (again) loadSoon(0);
+    }
+  }
+
+  function loadSoon(delay) {
+    const at = Math.max(Date.now() + delay, lastLoad + (delay ? MIN_GAP_MS : 0));
+    if (loadTimer !== null && loadAt <= at) return; // an earlier load is already planned
+    clearTimeout(loadTimer);
+    loadAt = at;
+    loadTimer = setTimeout(() => {
+      loadTimer = null;
+      loadPage();
+    }, Math.max(0, at - Date.now()));
+  }
+
+  function applyPage(page) {
+    if (Array.isArray(page.capabilities) && page.capabilities.length) caps = page.capabilities;
+    if (page.matched > 0 && page.offset >= page.matched) {
+      // The filter (or a change) left fewer stores than this page starts at: the last page.
+      view.offset = Math.floor((page.matched - 1) / view.limit) * view.limit;
+      loadSoon(0);
+      return;
+    }
+    stores.clear();
+    for (const name of page.names) stores.set(name, page.stores[name]);
+    const box = document.getElementById("stores");
+    const wanted = page.names.map(card);
+    // Cards that left the page go; the others are moved only when the order changed (moving a
+    // node would take the focus from a reason being typed).
+    for (const [name, node] of cards) if (!stores.has(name)) cards.delete(name);
+    for (const node of Array.from(box.children)) if (!wanted.includes(node)) node.remove();
+    const same = wanted.length === box.children.length && wanted.every((n, i) => box.children[i] === n);
+    if (!same) box.append(...wanted);
+    for (const name of page.names) paint(name);
+    if (!wanted.length) {
+      box.append(h("p", { class: "empty", id: "loading",
+        text: page.total ? "No store matches the filter." : "No store is configured." }));
+    }
+    paintCounts(page);
+  }
+
+  function paintCounts(page) {
+    const first = page.names.length ? page.offset + 1 : 0;
+    const last = page.offset + page.names.length;
+    const counts = document.getElementById("counts");
+    counts.dataset.total = String(page.total);
+    counts.dataset.degraded = String(page.degraded);
+    counts.dataset.matched = String(page.matched);
+    counts.replaceChildren(
+      h("b", { text: String(page.total) }), page.total === 1 ? " store, " : " stores, ",
+      h("b", { class: page.degraded ? "degraded-count" : "", text: String(page.degraded) }), " degraded"
+    );
+    const info = document.getElementById("page-info");
+    info.textContent = page.matched
+      ? `${first}\u2013${last} of ${page.matched}${view.q || view.state ? " matching" : ""}`
+      : "none";
+    document.getElementById("prev").disabled = page.offset <= 0;
+    document.getElementById("next").disabled = page.next == null;
   }
 
   function applyChange(change) {
@@ -247,22 +343,34 @@
     const parts = [];
     if (change.revoked.length) parts.push("revoked " + change.revoked.join(", "));
     if (change.restored.length) parts.push("restored " + change.restored.join(", "));
-    addTimeline(change.at, change.store, change.revoked.length ? "revoked" : "restored", parts.join("; "), change.reason);
-    // Health details (reasons, counters) come with the next /stores.
-    clearTimeout(refreshSoon);
-    refreshSoon = setTimeout(refresh, 200);
+    const n = change.changes || 1;
+    if (!parts.length) parts.push("flapped and came back");
+    if (n > 1) parts.push(`${n} changes`);
+    const kind = change.revoked.length ? "revoked" : change.restored.length ? "restored" : "flapped";
+    addTimeline(change.at, change.store, kind, parts.join("; "), change.reason);
+    // Health details (reasons, counters), the order and the counts come with the next page.
+    loadSoon(AFTER_CHANGE_MS);
   }
 
+  // Timeline entries are added in batches (a storm brings hundreds at once), newest first.
+  let timelineQueue = [];
   function addTimeline(at, store, kind, what, reason) {
+    timelineQueue.push([at, store, kind, what, reason]);
+    if (timelineQueue.length === 1) setTimeout(flushTimeline, 0);
+  }
+
+  function flushTimeline() {
+    const batch = timelineQueue.slice(-MAX_TIMELINE);
+    timelineQueue = [];
     const list = document.getElementById("timeline");
-    const item = h(
+    const items = batch.reverse().map(([at, store, kind, what, reason]) => h(
       "li",
       { "data-store": store || "", "data-kind": kind },
       h("span", { class: "when", text: fmtTime(at) }),
       h("span", { class: "store-name", text: store || "" }),
       h("span", { class: "what", text: what }, h("span", { class: "reason", text: reason || "" }))
-    );
-    list.prepend(item);
+    ));
+    list.prepend(...items);
     while (list.children.length > MAX_TIMELINE) list.lastElementChild.remove();
   }
 
@@ -301,16 +409,6 @@
     connect();
   }
 
-  async function refresh() {
-    if (!caps.length) return;
-    try {
-      const resp = await api("stores");
-      if (resp.ok) applySnapshot(await resp.json());
-    } catch (err) {
-      /* the event stream reports connection trouble */
-    }
-  }
-
   async function probeNow(name, button) {
     button.disabled = true;
     try {
@@ -347,7 +445,7 @@
   }
 
   async function streamEvents() {
-    const resp = await api("events", { headers: { Accept: "text/event-stream" } });
+    const resp = await api("events?snapshot=summary", { headers: { Accept: "text/event-stream" } });
     if (resp.status === 401) return false; // api() asked for the token; connect() again after it
     if (!resp.ok || !resp.body) throw new Error(`events: HTTP ${resp.status}`);
     onOpen();
@@ -397,8 +495,32 @@
     setTimeout(connect, 2000);
   }
 
+  // -- the filter and the pager ------------------------------------------------------------------
+  function setView(changes, delay) {
+    Object.assign(view, changes);
+    pageSeq += 1; // an answer to the old view is no longer wanted
+    loadSoon(delay);
+  }
+  document.getElementById("toolbar").addEventListener("submit", (event) => event.preventDefault());
+  document.getElementById("filter").addEventListener("input", (event) => {
+    setView({ q: event.target.value.trim(), offset: 0 }, 0);
+  });
+  document.getElementById("state").addEventListener("change", (event) => {
+    setView({ state: event.target.value, offset: 0 }, 0);
+  });
+  document.getElementById("page-size").addEventListener("change", (event) => {
+    setView({ limit: Number(event.target.value) || 24, offset: 0 }, 0);
+  });
+  document.getElementById("prev").addEventListener("click", () => {
+    setView({ offset: Math.max(0, view.offset - view.limit) }, 0);
+  });
+  document.getElementById("next").addEventListener("click", () => {
+    setView({ offset: view.offset + view.limit }, 0);
+  });
+  view.limit = Number(document.getElementById("page-size").value) || view.limit;
+
   document.getElementById("login").addEventListener("submit", useToken);
-  setInterval(refresh, REFRESH_MS);
+  setInterval(() => loadSoon(0), REFRESH_MS);
   setInterval(() => {
     for (const el of document.querySelectorAll(".ago")) {
       el.textContent = ago(el.dataset.at === "" ? null : Number(el.dataset.at));
