@@ -3,15 +3,10 @@ for the whole session, a fresh container per test, store configurations and a fa
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,18 +15,17 @@ pytest.importorskip("azure.storage.blob", reason="the azure extra is not install
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from aiostore import Store, StoreManager
+from tests.support.cloudstores import ConfigFactory, config_factory, emulator, installed
 from tests.support.faultproxy import FaultProxy
-from tests.support.net import free_port
+
+__all__ = ["ACCOUNT", "BLOCK", "KEY", "Azurite", "ConfigFactory", "blobs"]
 
 ACCOUNT = "devstoreaccount1"
 #: Azurite's well-known development key (public, from Azurite's documentation).
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 KiB = 1 << 10
-MiB = 1 << 20
 #: Small blocks keep the staged-upload paths fast.
 BLOCK = 256 * KiB
-#: Probes run only when a test asks (the start-up probe still runs).
-QUIET_PROBE = {"interval": 3600.0, "timeout": 5.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,49 +44,19 @@ class Azurite:
         )
 
 
-def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"azurite-blob exited with {proc.returncode}: {out}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"azurite-blob did not listen on {host}:{port} within {seconds} s")
-
-
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     """Azurite's blob service on a free loopback port, stopped at the end of the session."""
-    exe = shutil.which("azurite-blob")
-    if exe is None:
-        pytest.skip(
-            "azurite is not installed (npm install -g azurite; .ci/system-deps installs it)"
-        )
+    exe = installed("azurite-blob", "npm install -g azurite; .ci/system-deps installs it")
     location: Path = tmp_path_factory.mktemp("azurite")
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
-         "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        _wait_listening("127.0.0.1", port, proc, 30.0)
+    with emulator(
+        "azurite-blob",
+        lambda port: [
+            exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
+            "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+        ],
+    ) as port:  # fmt: skip
         yield Azurite("127.0.0.1", port)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 @pytest.fixture(scope="session")
@@ -124,27 +88,21 @@ def blobs(admin: BlobServiceClient, container: str, *, uncommitted: bool = False
     return sorted(b.name for b in client.list_blobs(include=include))
 
 
-ConfigFactory = Callable[..., dict[str, Any]]
-
-
 @pytest.fixture
 def azure_config(azurite: Azurite, container: str) -> ConfigFactory:
     """``azure_config(**options)``: a manager configuration with one ``azure`` store named
     "azure" in a fresh container (256 KiB blocks); ``probe=`` replaces the probe settings."""
-
-    def make(*, probe: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
-        store: dict[str, Any] = {
+    return config_factory(
+        "azure",
+        {
             "driver": "azure",
             "account_url": azurite.url,
             "account_name": ACCOUNT,
             "account_key": KEY,
             "container": container,
             "block_size": BLOCK,
-        }
-        store.update(options)
-        return {"probe": probe or dict(QUIET_PROBE), "stores": {"azure": store}}
-
-    return make
+        },
+    )
 
 
 @pytest.fixture

@@ -7,14 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import stat
-import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +22,14 @@ import pytest
 pytest.importorskip("gcloud.aio.storage", reason="the gcs extra is not installed")
 
 from aiostore import Store, StoreManager
+from tests.support.cloudstores import ConfigFactory, config_factory, emulator
 from tests.support.faultproxy import FaultProxy
-from tests.support.net import free_port
+
+__all__ = ["CHUNK", "Admin", "ConfigFactory", "FakeGCS", "objects"]
 
 KiB = 1 << 10
 #: The smallest chunk GCS allows keeps the resumable paths fast.
 CHUNK = 256 * KiB
-#: Probes run only when a test asks (the start-up probe still runs).
-QUIET_PROBE = {"interval": 3600.0, "timeout": 5.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,44 +63,18 @@ def _binary(tmp: Path) -> Path:
     return binary
 
 
-def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"fake-gcs-server exited with {proc.returncode}: {out}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"fake-gcs-server did not listen on {host}:{port} within {seconds} s")
-
-
 @pytest.fixture(scope="session")
 def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGCS]:
     """fake-gcs-server with the memory backend on a free loopback port, for the session."""
-    binary = _binary(tmp_path_factory.mktemp("fake-gcs"))
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-         "-backend", "memory", "-public-host", f"127.0.0.1:{port}", "-log-level", "error"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        _wait_listening("127.0.0.1", port, proc, 30.0)
+    binary = str(_binary(tmp_path_factory.mktemp("fake-gcs")))
+    with emulator(
+        "fake-gcs-server",
+        lambda port: [
+            binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+            "-backend", "memory", "-public-host", f"127.0.0.1:{port}", "-log-level", "error",
+        ],
+    ) as port:  # fmt: skip
         yield FakeGCS("127.0.0.1", port)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 class Admin:
@@ -181,25 +152,14 @@ def bucket(admin: Admin) -> Iterator[str]:
     admin.request("DELETE", f"/b/{name}")
 
 
-ConfigFactory = Callable[..., dict[str, Any]]
-
-
 @pytest.fixture
 def gcs_config(fake_gcs: FakeGCS, bucket: str) -> ConfigFactory:
     """``gcs_config(**options)``: a manager configuration with one ``gcs`` store named "gcs" in
     a fresh bucket (256 KiB chunks); ``probe=`` replaces the probe settings."""
-
-    def make(*, probe: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
-        store: dict[str, Any] = {
-            "driver": "gcs",
-            "bucket": bucket,
-            "endpoint_url": fake_gcs.url,
-            "chunk_size": CHUNK,
-        }
-        store.update(options)
-        return {"probe": probe or dict(QUIET_PROBE), "stores": {"gcs": store}}
-
-    return make
+    return config_factory(
+        "gcs",
+        {"driver": "gcs", "bucket": bucket, "endpoint_url": fake_gcs.url, "chunk_size": CHUNK},
+    )
 
 
 @pytest.fixture

@@ -1,220 +1,55 @@
 """Network faults between the gcs driver and fake-gcs-server, through tests/support/faultproxy.py:
-resets, 503, a black hole, latency, and recovery."""
+resets, 503, a black hole, latency, and recovery (the checks both cloud drivers share,
+tests/support/cloudstores.py), and a reset during a resumable upload."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 import pytest
 
-from aiostore import (
-    BackendUnavailable,
-    Capability,
-    OperationTimeout,
-    Store,
-    StoreAddDisabled,
-    StoreManager,
-)
-from aiostore.testing import wait_for_capability
+from aiostore import Store
+from tests.support.cloudstores import FaultTests
 from tests.support.faultproxy import FaultProxy
 
-from .conftest import CHUNK, Admin, ConfigFactory, objects
-
-SMALL = os.urandom(4096)
-#: Probes only when a test calls ``store.probe()``; verdicts act at once.
-MANUAL_PROBE = {
-    "enabled": False,
-    "timeout": 5.0,
-    "failures_to_revoke": 1,
-    "successes_to_restore": 1,
-}
-#: Fast probes with the default hysteresis (2 failures to revoke, 2 successes to restore).
-FAST_PROBE = {"interval": 0.2, "timeout": 2.0, "failures_to_revoke": 2, "successes_to_restore": 2}
+from .conftest import CHUNK, objects
 
 
-@pytest.fixture
-def via_proxy(gcs_config: ConfigFactory, proxy: FaultProxy) -> ConfigFactory:
-    def make(**options: object) -> dict[str, object]:
-        options.setdefault("probe", dict(MANUAL_PROBE))
-        return gcs_config(
-            endpoint_url=proxy.url,
-            max_attempts=3,
-            read_timeout=0.5,
-            connect_timeout=1.0,
-            **options,
-        )
+class TestGCSFaults(FaultTests):
+    name: ClassVar[str] = "gcs"
+    #: Overwrite: a create-only put on this server looks first, unshielded.
+    put_options: ClassVar[dict[str, Any]] = {"overwrite": True}
+    #: The upload has started and a chunk is held by the proxy; a cancellation waits, bounded,
+    #: for the DELETE that cancels the upload session.
+    in_flight_after: ClassVar[float] = 0.8
+    cancel_returns_within: ClassVar[float] = 2.0
 
-    return make
+    def proxied(self, proxy: FaultProxy) -> dict[str, Any]:
+        return {"endpoint_url": proxy.url}
 
+    def names(self, request: pytest.FixtureRequest) -> list[str]:
+        return objects(request.getfixturevalue("admin"), request.getfixturevalue("bucket"))
 
-@pytest.fixture
-async def faulty(via_proxy: ConfigFactory) -> AsyncIterator[Store]:
-    async with StoreManager(via_proxy()) as manager:
-        store = manager["gcs"]
-        await store.put("small", SMALL)
-        yield store
+    async def test_reset_during_a_resumable_upload_is_retried(
+        self, faulty: Store, proxy: FaultProxy
+    ) -> None:
+        """A reset while a middle chunk goes up: the retry asks the server what it holds and
+        sends the rest; the object is whole."""
+        data = os.urandom(3 * CHUNK + 11)
+        sent = asyncio.Event()
 
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data[:CHUNK]
+            yield data[CHUNK : 2 * CHUNK]
+            await asyncio.sleep(0.05)
+            sent.set()
+            proxy.set_mode("reset", requests=1)
+            yield data[2 * CHUNK :]
 
-async def test_503_is_retried_within_one_budget(faulty: Store, proxy: FaultProxy) -> None:
-    """Two 503s, then success: the put and the read succeed, nothing revoked. Persistent 503s:
-    exactly max_attempts requests, then BackendUnavailable that revokes WRITE_ACCESS."""
-    proxy.set_mode("503", requests=2)
-    await faulty.put("k", SMALL)
-    assert proxy.counts["503"] == 2
-    proxy.set_mode("503", requests=2)
-    assert await faulty.read("k") == SMALL
-    assert faulty.health.healthy
-    proxy.set_mode("503")
-    before = proxy.counts["503"]
-    with pytest.raises(BackendUnavailable) as info:
-        await faulty.put("other", SMALL)
-    assert proxy.counts["503"] - before == 3
-    assert "503" in str(info.value)
-    assert Capability.WRITE_ACCESS not in faulty.capabilities
-    with pytest.raises(StoreAddDisabled):
-        await faulty.put("other", SMALL)
-    proxy.pass_through()
-    assert (await faulty.probe()).healthy
-    await faulty.put("other", SMALL)
-
-
-async def test_reset_revokes_within_the_probe_settings_and_pass_restores(
-    via_proxy: ConfigFactory, proxy: FaultProxy
-) -> None:
-    """Every connection reset: the probes (every 0.2 s, 2 failures) revoke read and write
-    access within a few seconds; a put then fails at once with StoreAddDisabled; once traffic
-    passes again two good probes restore everything."""
-    async with StoreManager(via_proxy(probe=dict(FAST_PROBE))) as manager:
-        store = manager["gcs"]
-        await store.put("k", SMALL)
-        proxy.set_mode("reset")
-        started = time.monotonic()
-        await wait_for_capability(store, Capability.READ_ACCESS, present=False, timeout=10)
-        await wait_for_capability(store, Capability.WRITE_ACCESS, present=False, timeout=10)
-        assert time.monotonic() - started < 10
-        started = time.monotonic()
-        with pytest.raises(StoreAddDisabled) as info:
-            await store.put("during", SMALL)
-        assert time.monotonic() - started < 0.5
-        assert info.value.transient
-        proxy.pass_through()
-        await wait_for_capability(store, Capability.RW_ACCESS | Capability.READ_RANDOM, timeout=10)
-        assert store.health.healthy
-        await store.put("after", SMALL)
-        assert await store.read("k") == SMALL
-
-
-async def test_put_during_an_outage_fails_fast_and_typed(faulty: Store, proxy: FaultProxy) -> None:
-    """Before any probe noticed: a put against resets fails within its retries with
-    BackendUnavailable (WRITE_ACCESS revoked); a read likewise revokes READ_ACCESS."""
-    proxy.set_mode("reset")
-    started = time.monotonic()
-    with pytest.raises(BackendUnavailable):
-        await faulty.put("k", SMALL)
-    assert time.monotonic() - started < 5
-    assert Capability.WRITE_ACCESS not in faulty.capabilities
-    with pytest.raises(BackendUnavailable):
-        await faulty.read("small")
-    assert Capability.READ_ACCESS not in faulty.capabilities
-    proxy.pass_through()
-    assert (await faulty.probe()).healthy
-    assert await faulty.read("small") == SMALL
-
-
-async def test_black_hole_times_out(faulty: Store, proxy: FaultProxy) -> None:
-    """No answer at all: OperationTimeout after read_timeout per attempt, READ_ACCESS revoked."""
-    proxy.set_mode("blackhole")
-    started = time.monotonic()
-    with pytest.raises((OperationTimeout, BackendUnavailable)):
-        await faulty.stat("small")
-    assert time.monotonic() - started < 10
-    assert Capability.READ_ACCESS not in faulty.capabilities
-    proxy.pass_through()
-    assert (await faulty.probe()).healthy
-
-
-async def test_timeout_while_the_final_request_is_held(faulty: Store, proxy: FaultProxy) -> None:
-    """A put whose input is being consumed when the timeout fires commits nothing. Once its
-    final request is on the wire, a cancellation waits for the answer: the object is then
-    stored whole, never later and never torn."""
-
-    async def slow() -> AsyncIterator[bytes]:
-        yield SMALL
-        await asyncio.sleep(3600)
-        yield SMALL
-
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.3):
-            await faulty.put("slow", slow())
-    proxy.set_mode("latency", seconds=0.4)
-    started = time.monotonic()
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.1):
-            # (overwrite: a create-only put on this server looks first, unshielded)
-            await faulty.put("held", SMALL, overwrite=True)
-    assert time.monotonic() - started >= 0.3  # waited for the commit's answer
-    proxy.pass_through()
-    assert await faulty.read("held") == SMALL
-    assert not await faulty.exists("slow")
-
-
-async def test_degraded_latency_revokes_read_random(
-    via_proxy: ConfigFactory, proxy: FaultProxy
-) -> None:
-    """A probe slower than degraded_latency revokes READ_RANDOM only."""
-    async with StoreManager(via_proxy(degraded_latency=0.2)) as manager:
-        store = manager["gcs"]
-        proxy.set_mode("latency", seconds=0.1)
-        report = await store.probe()
-        assert Capability.READ_RANDOM not in store.capabilities, report
-        assert Capability.RW_ACCESS in store.capabilities
-        assert "degraded" in str(report)
-        proxy.pass_through()
-        assert (await store.probe()).healthy
-
-
-async def test_reset_during_a_resumable_upload_is_retried(faulty: Store, proxy: FaultProxy) -> None:
-    """A reset while a middle chunk goes up: the retry asks the server what it holds and sends
-    the rest; the object is whole."""
-    data = os.urandom(3 * CHUNK + 11)
-    sent = asyncio.Event()
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield data[:CHUNK]
-        yield data[CHUNK : 2 * CHUNK]
-        await asyncio.sleep(0.05)
-        sent.set()
-        proxy.set_mode("reset", requests=1)
-        yield data[2 * CHUNK :]
-
-    await faulty.put("big", chunks())
-    assert sent.is_set() and proxy.counts["reset"] == 1
-    assert await faulty.read("big") == data
-    assert faulty.health.healthy
-
-
-@pytest.mark.parametrize("cancels", [1, 3])
-async def test_cancel_while_a_chunk_is_in_flight(
-    faulty: Store, proxy: FaultProxy, admin: Admin, bucket: str, cancels: int
-) -> None:
-    """Cancelled while a middle chunk is on a slow wire: the chunk request is abandoned, the
-    upload session is cancelled (that DELETE is waited for, bounded), nothing is visible then
-    or later."""
-    data = os.urandom(4 * CHUNK)
-    proxy.set_mode("latency", seconds=0.5)
-    task = asyncio.create_task(faulty.put("slow", data, overwrite=True))
-    await asyncio.sleep(0.8)  # the upload has started; a chunk is held by the proxy
-    started = time.monotonic()
-    for _ in range(cancels):
-        task.cancel()
-        await asyncio.sleep(0)
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert time.monotonic() - started < 2.0
-    proxy.pass_through()
-    await asyncio.sleep(1.0)
-    assert "slow" not in objects(admin, bucket)
-    assert not await faulty.exists("slow")
+        await faulty.put("big", chunks())
+        assert sent.is_set() and proxy.counts["reset"] == 1
+        assert await faulty.read("big") == data
+        assert faulty.health.healthy
