@@ -195,7 +195,7 @@ class Store:
             name,
             self._health,
             tuple(driver.probe_capabilities),
-            self._pool.session,
+            self._pool,
             lambda why: self._pool.retire_current(why, broken=False) if self._pool.shared else None,
             self._hint_proven,
         )

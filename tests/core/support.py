@@ -55,6 +55,8 @@ class FakeDriver(Driver[FakeOptions]):
         self.open_gate: asyncio.Event | None = None
         #: Seconds the session's ``probe`` takes (inside the session, holding it).
         self.probe_delay = 0.0
+        #: The probe swallows a cancellation during ``probe_delay`` and answers anyway.
+        self.probe_ignores_cancel = False
         #: Per session method: an exception its next call raises (once).
         self.fail_next: dict[str, BaseException] = {}
 
@@ -105,7 +107,11 @@ class FakeSession(DriverSession):
         IN_FLIGHT[1] = max(IN_FLIGHT[1], IN_FLIGHT[0])
         try:
             if self.d.probe_delay:
-                await asyncio.sleep(self.d.probe_delay)
+                try:
+                    await asyncio.sleep(self.d.probe_delay)
+                except asyncio.CancelledError:
+                    if not self.d.probe_ignores_cancel:
+                        raise
         finally:
             IN_FLIGHT[0] -= 1
         verdicts = {
