@@ -37,6 +37,7 @@ def many_stores(n: int) -> dict[str, Any]:
 
 
 def degrade(manager: StoreManager, names: list[str]) -> None:
+    """An operator's unset of WRITE_ACCESS on each of ``names``: they turn degraded."""
     for name in names:
         manager[name].unset_capabilities(WRITE, reason="maintenance")
 
@@ -243,6 +244,7 @@ class RawEvents:
 
 
 def only_stream(app: web.Application) -> ChangeStream:
+    """The one open ``/events`` stream of ``app``."""
     streams = list(app[EVENT_STREAMS])
     assert len(streams) == 1
     return streams[0]
