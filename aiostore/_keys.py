@@ -13,8 +13,36 @@ MAX_KEY_BYTES: Final = 1024
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-@functools.lru_cache(maxsize=8192)
 def _problem(key: str) -> str | None:
+    """What is wrong with ``key``, or None. The common key (printable ASCII, no '.' segment)
+    is settled by a handful of C string methods (~0.3 µs, no cache to miss); anything else
+    takes the full walk, which also words the error."""
+    if (
+        key.isascii()
+        and key.isprintable()  # ASCII: no control character (0x00-0x1f, 0x7f)
+        and 0 < len(key) <= MAX_KEY_BYTES
+        and key[0] != "/"
+        and key[-1] != "/"
+        and "//" not in key
+        and "\\" not in key
+        and ("." not in key or not _has_dot_segment(key))
+    ):
+        return None
+    return _explain(key)
+
+
+def _has_dot_segment(key: str) -> bool:
+    return (
+        key in (".", "..")
+        or key.startswith(("./", "../"))
+        or key.endswith(("/.", "/.."))
+        or "/./" in key
+        or "/../" in key
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _explain(key: str) -> str | None:
     if not key:
         return "the key is empty"
     try:
