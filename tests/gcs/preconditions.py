@@ -13,68 +13,36 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from types import TracebackType
-from typing import Final
 from urllib.parse import quote
 
-import aiohttp
 from aiohttp import web
+
+from tests.support.cloudstores import ForwardingProxy
 
 __all__ = ["PreconditionProxy"]
 
-_HOP: Final = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"}
-)
 
-
-class PreconditionProxy:
+class PreconditionProxy(ForwardingProxy):
     """``async with PreconditionProxy(upstream_url) as proxy:`` — ``proxy.url`` is the endpoint.
     With ``require=``, it also checks every request's ``Authorization`` header."""
 
     def __init__(self, upstream: str, *, require: str | None = None) -> None:
-        self.upstream = upstream.rstrip("/")
+        super().__init__(upstream)
         #: With ``require``: every request must carry ``Authorization: require`` (else 401).
         self.require = require
         self.unauthorized = 0
         #: Uploads still to be "lost": forwarded (the server stores them), then answered 503,
         #: as when an answer is lost on the way back.
         self.lose_uploads = 0
-        self.url = ""
         #: Requests seen, by ``"METHOD kind"`` (kind: upload, chunk, object, list, other), and
         #: how many uploads the proxy refused with 412.
         self.seen: Counter[str] = Counter()
         self.refused = 0
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._resumable: dict[str, tuple[str, str]] = {}
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> PreconditionProxy:
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._http = aiohttp.ClientSession(auto_decompress=False)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._http is not None:
-            await self._http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # -- handling ---------------------------------------------------------------------------
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+    async def handle(self, request: web.Request, body: bytes) -> web.StreamResponse:
         if self.require is not None and request.headers.get("Authorization") != self.require:
             self.unauthorized += 1
             error = {"error": {"code": 401, "message": "Unauthorized"}}
@@ -88,26 +56,26 @@ class PreconditionProxy:
             if query.get("ifGenerationMatch") == "0":
                 name = query.get("name") or _multipart_name(request.content_type, body)
                 if kind == "resumable":
-                    response = await self._forward(request, body)
+                    response = await self.forward(request, body)
                     upload_id = _upload_id(response.headers.get("Location", ""))
                     if upload_id:
                         self._resumable[upload_id] = (bucket, name)
                     return response
                 return await self._guarded(request, body, bucket, name)
-            return await self._forward(request, body)
+            return await self.forward(request, body)
         if path.startswith("/upload/storage/v1/b/") and request.method == "PUT":
             self.seen["PUT chunk"] += 1
             target = self._resumable.get(query.get("upload_id", ""))
             total = request.headers.get("Content-Range", "").rsplit("/", 1)[-1]
             if target is not None and total not in ("", "*"):
                 return await self._guarded(request, body, *target)
-            return await self._forward(request, body)
+            return await self.forward(request, body)
         if path.startswith("/upload/"):
             self.seen[f"{request.method} upload"] += 1
-            return await self._forward(request, body)
+            return await self.forward(request, body)
         kind = "object" if "/o/" in path else "list" if path.endswith("/o") else "other"
         self.seen[f"{request.method} {kind}"] += 1
-        return await self._forward(request, body)
+        return await self.forward(request, body)
 
     async def _guarded(
         self, request: web.Request, body: bytes, bucket: str, name: str
@@ -122,28 +90,12 @@ class PreconditionProxy:
                 self.refused += 1
                 error = {"error": {"code": 412, "message": "Precondition Failed"}}
                 return web.json_response(error, status=412)
-            response = await self._forward(request, body)
+            response = await self.forward(request, body)
             if self.lose_uploads and response.status in (200, 201):
                 self.lose_uploads -= 1
                 error = {"error": {"code": 503, "message": "answer lost"}}
                 return web.json_response(error, status=503)
             return response
-
-    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
-        assert self._http is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        async with self._http.request(
-            request.method,
-            self.upstream + request.rel_url.raw_path_qs,
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-        ) as resp:
-            data = await resp.read()
-            out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
-        if "Location" in out:
-            out["Location"] = out["Location"].replace(self.upstream, self.url)
-        return web.Response(status=resp.status, body=data, headers=out)
 
 
 def _upload_id(location: str) -> str:
