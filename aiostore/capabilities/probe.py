@@ -383,6 +383,7 @@ class ProbeRunner:
         self.health = health
         self._checks = tuple((cap, int(cap)) for cap in checks)
         self._pool = pool
+        self._hinted = 0
         self._refresh = refresh
         self._inflight = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -411,10 +412,11 @@ class ProbeRunner:
             await self._probe(immediate)
         finally:
             self._inflight = False
-            joiners, self._joiners = self._joiners, []
-            for fut in joiners:
-                if not fut.done():
-                    fut.set_result(None)
+            if self._joiners:
+                joiners, self._joiners = self._joiners, []
+                for fut in joiners:
+                    if not fut.done():
+                        fut.set_result(None)
 
     async def _probe(self, immediate: bool) -> None:
         health = self.health
@@ -429,7 +431,9 @@ class ProbeRunner:
             # Traffic since the last probe proved everything this probe would check.
             verdicts = dict.fromkeys(checks, _PROVEN)
         else:
-            self._hint(Capability(proven) if proven else _NOTHING)
+            if proven or self._hinted:  # tell the driver what traffic proved (or no longer)
+                self._hint(Capability(proven))
+                self._hinted = proven
             try:
                 verdicts = await self._probe_session(cfg.timeout)
             except TimeoutError:
@@ -572,7 +576,6 @@ class _Pool(typing.Protocol):
 
 
 _and: Final = int.__and__
-_NOTHING: Final = Capability(0)
 
 
 @dataclass(slots=True, eq=False)
