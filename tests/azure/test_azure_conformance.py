@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from aiostore.testing.conformance import ConformanceSuite
+from tests.support.cloudstores import conformance_config
 
-from .conftest import ACCOUNT, BLOCK, KEY, Azurite
+from .conftest import BLOCK, ConfigFactory
 
 
 class TestAzureConformance(ConformanceSuite):
@@ -19,13 +20,5 @@ class TestAzureConformance(ConformanceSuite):
     large_size = 3 * BLOCK + 17
 
     @pytest.fixture
-    def store_config(self, azurite: Azurite, container: str) -> Mapping[str, Any]:
-        return {
-            "driver": "azure",
-            "account_url": azurite.url,
-            "account_name": ACCOUNT,
-            "account_key": KEY,
-            "container": container,
-            "block_size": BLOCK,
-            "probe": {"interval": 5.0, "timeout": 5.0},
-        }
+    def store_config(self, azure_config: ConfigFactory) -> Mapping[str, Any]:
+        return conformance_config(azure_config())

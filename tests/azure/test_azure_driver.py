@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
 import json
 import logging
 import os
@@ -27,19 +26,16 @@ from aiostore import (
     StoreManager,
 )
 from aiostore.drivers.azure import _session
+from tests.support.cloudstores import (
+    assert_missing_extra_is_named,
+    blob,
+    cancel_stalled_put,
+    list_in_pages,
+    pieces,
+)
 
 from .conftest import ACCOUNT, BLOCK, KEY, Azurite, ConfigFactory, blobs
 from .lossy import LossyProxy
-
-
-def blob(size: int, salt: int = 0) -> bytes:
-    return bytes((i * 7 + salt) % 251 for i in range(size))
-
-
-async def pieces(data: bytes, step: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), step):
-        await asyncio.sleep(0)
-        yield data[i : i + step]
 
 
 def committed(admin: BlobServiceClient, container: str, name: str) -> int:
@@ -90,31 +86,8 @@ async def test_cancelled_staged_put_commits_nothing(
 ) -> None:
     """Cancelled (once, twice, three times, or by a timeout) while blocks are staged: the call
     ends promptly, nothing becomes visible then or later, no task is left behind."""
-    asked_for_more = asyncio.Event()
-
-    async def stalling() -> AsyncIterator[bytes]:
-        for _ in range(3):
-            yield blob(BLOCK)
-        asked_for_more.set()
-        await asyncio.sleep(3600)
-        yield b"never"
-
     before = len(asyncio.all_tasks())
-    if cancels == "timeout":
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await store.put("k", stalling())
-    else:
-        task = asyncio.create_task(store.put("k", stalling()))
-        await asyncio.wait_for(asked_for_more.wait(), 10)
-        await asyncio.sleep(0.2)  # let the staging requests run
-        assert isinstance(cancels, int)
-        for _ in range(cancels):
-            task.cancel()
-            await asyncio.sleep(0)
-        with pytest.raises(asyncio.CancelledError):
-            async with asyncio.timeout(5):
-                await task
+    await cancel_stalled_put(store, "k", BLOCK, cancels, settle=0.2)
     await asyncio.sleep(0.3)
     assert not await store.exists("k")
     assert blobs(admin, container) == []
@@ -193,13 +166,7 @@ async def test_read_of_several_ranges_is_pinned_to_one_version(
 
 async def test_list_follows_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Listing pages of 3 names: every object under the prefix, in key order, nothing else."""
-    monkeypatch.setattr(_session, "LIST_PAGE", 3)
-    keys = [f"p/{i:02d}" for i in range(8)]
-    for key in keys:
-        await store.put(key, key.encode())
-    await store.put("q/other", b"x")
-    listed = [(info.key, info.size) async for info in store.list("p/")]
-    assert listed == [(k, 4) for k in keys]
+    await list_in_pages(store, _session, monkeypatch)
 
 
 async def test_connection_string_and_sas_token(
@@ -316,15 +283,7 @@ def test_missing_extra_names_it(
     azure_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without its backend library the store fails to build, naming the extra to install."""
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "azure.storage.blob" else real(name, *a),
-    )
-    with pytest.raises(BadStoreConfiguration) as info:
-        StoreManager(azure_config())
-    assert "pip install 'aiostore[azure]'" in str(info.value)
+    assert_missing_extra_is_named(azure_config(), "azure.storage.blob", "azure", monkeypatch)
 
 
 async def test_a_retried_create_only_put_recognises_its_own_lost_success(

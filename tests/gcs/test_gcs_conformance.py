@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from aiostore.testing.conformance import ConformanceSuite
+from tests.support.cloudstores import conformance_config
 
-from .conftest import CHUNK, FakeGCS
+from .conftest import CHUNK, ConfigFactory, FakeGCS
 from .preconditions import PreconditionProxy
 
 
@@ -23,14 +24,8 @@ class TestGCSConformance(ConformanceSuite):
     large_size = 3 * CHUNK + 17
 
     @pytest.fixture
-    def store_config(self, fake_gcs: FakeGCS, bucket: str) -> Mapping[str, Any]:
-        return {
-            "driver": "gcs",
-            "bucket": bucket,
-            "endpoint_url": fake_gcs.url,
-            "chunk_size": CHUNK,
-            "probe": {"interval": 5.0, "timeout": 5.0},
-        }
+    def store_config(self, gcs_config: ConfigFactory) -> Mapping[str, Any]:
+        return conformance_config(gcs_config())
 
 
 @pytest.fixture
@@ -46,11 +41,7 @@ class TestGCSConformanceEnforcing(ConformanceSuite):
     large_size = 3 * CHUNK + 17
 
     @pytest.fixture
-    def store_config(self, enforcing: PreconditionProxy, bucket: str) -> Mapping[str, Any]:
-        return {
-            "driver": "gcs",
-            "bucket": bucket,
-            "endpoint_url": enforcing.url,
-            "chunk_size": CHUNK,
-            "probe": {"interval": 5.0, "timeout": 5.0},
-        }
+    def store_config(
+        self, gcs_config: ConfigFactory, enforcing: PreconditionProxy
+    ) -> Mapping[str, Any]:
+        return conformance_config(gcs_config(endpoint_url=enforcing.url))

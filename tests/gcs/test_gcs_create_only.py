@@ -7,26 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import pytest
 
 from aiostore import Capability, Duplicate, Store, StoreManager
 from aiostore.drivers.gcs import GCSDriver
+from tests.support.cloudstores import blob, pieces
 
 from .conftest import CHUNK, Admin, ConfigFactory, FakeGCS, objects
 from .preconditions import PreconditionProxy
-
-
-def blob(size: int, salt: int = 0) -> bytes:
-    return bytes((i * 13 + salt) % 251 for i in range(size))
-
-
-async def pieces(data: bytes) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), 64 * 1024):
-        await asyncio.sleep(0)
-        yield data[i : i + 64 * 1024]
 
 
 def driver_of(manager: StoreManager) -> GCSDriver:
@@ -97,44 +87,37 @@ async def test_fallback_where_the_server_ignores_it(
     assert objects(admin, bucket) == ["race-False", "race-True"]
 
 
-async def test_the_server_decides_where_it_enforces_it(fake_gcs: FakeGCS, bucket: str) -> None:
+async def test_the_server_decides_where_it_enforces_it(
+    fake_gcs: FakeGCS, gcs_config: ConfigFactory
+) -> None:
     """Behind a proxy that enforces ifGenerationMatch=0 the probe finds that out; create-only
     puts then leave the decision to the server: no look before the write, the server's 412
     becomes Duplicate, racing single and resumable puts have one winner."""
-    async with PreconditionProxy(fake_gcs.url) as proxy:
-        config = {
-            "probe": {"interval": 3600.0, "timeout": 5.0},
-            "stores": {
-                "gcs": {
-                    "driver": "gcs",
-                    "bucket": bucket,
-                    "endpoint_url": proxy.url,
-                    "chunk_size": CHUNK,
-                }
-            },
-        }
-        async with StoreManager(config) as manager:
-            store = manager["gcs"]
-            driver = driver_of(manager)
-            assert driver.enforces_create_only is True
-            assert "enforces ifGenerationMatch=0" in await write_verdict(manager)
-            looks = proxy.seen["GET object"]
-            await store.put("k", b"first")
-            assert proxy.seen["GET object"] == looks  # no look before the write
-            refused = proxy.refused
-            with pytest.raises(Duplicate):
-                await store.put("k", b"second")
-            assert proxy.refused == refused + 1
-            with pytest.raises(Duplicate):
-                await store.put("k", pieces(blob(3 * CHUNK)))
-            assert proxy.refused == refused + 2
-            assert await store.read("k") == b"first"
-            for streamed, size in ((False, 10_000), (True, 2 * CHUNK + 5)):
-                key = f"race-{streamed}"
-                payloads = [blob(size + i, i) for i in range(6)]
-                winner = one_winner(await race(store, key, payloads, streamed))
-                assert await store.read(key) == payloads[winner]
-            assert driver.guard.held() == 0
+    async with (
+        PreconditionProxy(fake_gcs.url) as proxy,
+        StoreManager(gcs_config(endpoint_url=proxy.url)) as manager,
+    ):
+        store = manager["gcs"]
+        driver = driver_of(manager)
+        assert driver.enforces_create_only is True
+        assert "enforces ifGenerationMatch=0" in await write_verdict(manager)
+        looks = proxy.seen["GET object"]
+        await store.put("k", b"first")
+        assert proxy.seen["GET object"] == looks  # no look before the write
+        refused = proxy.refused
+        with pytest.raises(Duplicate):
+            await store.put("k", b"second")
+        assert proxy.refused == refused + 1
+        with pytest.raises(Duplicate):
+            await store.put("k", pieces(blob(3 * CHUNK)))
+        assert proxy.refused == refused + 2
+        assert await store.read("k") == b"first"
+        for streamed, size in ((False, 10_000), (True, 2 * CHUNK + 5)):
+            key = f"race-{streamed}"
+            payloads = [blob(size + i, i) for i in range(6)]
+            winner = one_winner(await race(store, key, payloads, streamed))
+            assert await store.read(key) == payloads[winner]
+        assert driver.guard.held() == 0
 
 
 async def test_unknown_until_a_probe_writes(gcs_config: ConfigFactory) -> None:
@@ -151,33 +134,24 @@ async def test_unknown_until_a_probe_writes(gcs_config: ConfigFactory) -> None:
 
 
 async def test_a_retried_create_only_put_recognises_its_own_lost_success(
-    fake_gcs: FakeGCS, bucket: str
+    fake_gcs: FakeGCS, gcs_config: ConfigFactory
 ) -> None:
     """The server stores a create-only upload but its answer is lost (503): the retry meets
     412, finds its own put token on the object and succeeds; another put's object still makes
     a retried put Duplicate."""
-    async with PreconditionProxy(fake_gcs.url) as proxy:
-        config = {
-            "probe": {"interval": 3600.0, "timeout": 5.0},
-            "stores": {
-                "gcs": {
-                    "driver": "gcs",
-                    "bucket": bucket,
-                    "endpoint_url": proxy.url,
-                    "chunk_size": CHUNK,
-                }
-            },
-        }
-        async with StoreManager(config) as manager:
-            store = manager["gcs"]
-            assert driver_of(manager).enforces_create_only is True
-            for key, data in (("single", b"one request"), ("resumable", blob(2 * CHUNK + 3))):
-                proxy.lose_uploads = 1
-                refused = proxy.refused
-                await store.put(key, pieces(data) if len(data) > CHUNK else data)
-                assert proxy.lose_uploads == 0 and proxy.refused == refused + 1
-                assert await store.read(key) == data
+    async with (
+        PreconditionProxy(fake_gcs.url) as proxy,
+        StoreManager(gcs_config(endpoint_url=proxy.url)) as manager,
+    ):
+        store = manager["gcs"]
+        assert driver_of(manager).enforces_create_only is True
+        for key, data in (("single", b"one request"), ("resumable", blob(2 * CHUNK + 3))):
             proxy.lose_uploads = 1
-            with pytest.raises(Duplicate):
-                await store.put("single", b"someone else's")
-            assert await store.read("single") == b"one request"
+            refused = proxy.refused
+            await store.put(key, pieces(data) if len(data) > CHUNK else data)
+            assert proxy.lose_uploads == 0 and proxy.refused == refused + 1
+            assert await store.read(key) == data
+        proxy.lose_uploads = 1
+        with pytest.raises(Duplicate):
+            await store.put("single", b"someone else's")
+        assert await store.read("single") == b"one request"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import importlib.util
 import json
 import os
 from collections.abc import AsyncIterator
@@ -16,20 +15,17 @@ import pytest
 
 from aiostore import BadStoreConfiguration, ChecksumMismatch, Store, StoreManager
 from aiostore.drivers.gcs import _session
+from tests.support.cloudstores import (
+    assert_missing_extra_is_named,
+    blob,
+    cancel_stalled_put,
+    list_in_pages,
+    pieces,
+)
 from tests.support.faultproxy import Fault, FaultProxy
 
 from .conftest import CHUNK, Admin, ConfigFactory, FakeGCS, objects
 from .preconditions import PreconditionProxy
-
-
-def blob(size: int, salt: int = 0) -> bytes:
-    return bytes((i * 11 + salt) % 251 for i in range(size))
-
-
-async def pieces(data: bytes, step: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), step):
-        await asyncio.sleep(0)
-        yield data[i : i + step]
 
 
 @pytest.fixture
@@ -100,31 +96,8 @@ async def test_cancelled_resumable_put_commits_nothing(
     ends promptly, the upload session is cancelled, nothing becomes visible then or later, no
     task is left behind."""
     store, proxy = recorded
-    asked_for_more = asyncio.Event()
-
-    async def stalling() -> AsyncIterator[bytes]:
-        for _ in range(3):
-            yield blob(CHUNK)
-        asked_for_more.set()
-        await asyncio.sleep(3600)
-        yield b"never"
-
     before = len(asyncio.all_tasks())
-    if cancels == "timeout":
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await store.put("k", stalling())
-    else:
-        task = asyncio.create_task(store.put("k", stalling()))
-        await asyncio.wait_for(asked_for_more.wait(), 10)
-        await asyncio.sleep(0.1)
-        assert isinstance(cancels, int)
-        for _ in range(cancels):
-            task.cancel()
-            await asyncio.sleep(0)
-        with pytest.raises(asyncio.CancelledError):
-            async with asyncio.timeout(5):
-                await task
+    await cancel_stalled_put(store, "k", CHUNK, cancels, settle=0.1)
     assert proxy.seen["DELETE upload"] == 1
     await asyncio.sleep(0.3)
     assert objects(admin, bucket) == []
@@ -168,12 +141,7 @@ async def test_reads_resume_on_the_same_generation(
 
 async def test_list_follows_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages of 3 names: every object under the prefix, in key order, nothing else."""
-    monkeypatch.setattr(_session, "LIST_PAGE", 3)
-    keys = [f"p/{i:02d}" for i in range(8)]
-    for key in keys:
-        await store.put(key, key.encode())
-    await store.put("q/other", b"x")
-    assert [(i.key, i.size) async for i in store.list("p/")] == [(k, 4) for k in keys]
+    await list_in_pages(store, _session, monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -217,12 +185,4 @@ async def test_read_only_store_never_writes_and_create_bucket(
 
 def test_missing_extra_names_it(gcs_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without its backend library the store fails to build, naming the extra to install."""
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "gcloud.aio.storage" else real(name, *a),
-    )
-    with pytest.raises(BadStoreConfiguration) as info:
-        StoreManager(gcs_config())
-    assert "pip install 'aiostore[gcs]'" in str(info.value)
+    assert_missing_extra_is_named(gcs_config(), "gcloud.aio.storage", "gcs", monkeypatch)

@@ -47,6 +47,7 @@ __all__ = [
     "blob",
     "cancel_stalled_put",
     "config_factory",
+    "conformance_config",
     "emulator",
     "installed",
     "list_in_pages",
@@ -84,6 +85,13 @@ def config_factory(name: str, store: Mapping[str, Any]) -> ConfigFactory:
         return {"probe": probe or dict(QUIET_PROBE), "stores": {name: {**store, **options}}}
 
     return make
+
+
+def conformance_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The one store of a manager configuration made by a :data:`ConfigFactory`, as the
+    conformance suite's ``store_config`` (probing every 5 s)."""
+    ((store,),) = [config["stores"].values()]
+    return {**store, "probe": {"interval": 5.0, "timeout": 5.0}}
 
 
 # -- the emulator process ------------------------------------------------------------------------
