@@ -4,7 +4,6 @@ tests/support/cloudstores.py), and a read resumed after a reset."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Any, ClassVar
 
@@ -13,7 +12,7 @@ from azure.storage.blob import BlobServiceClient
 
 from aiostore import ChecksumMismatch, Store
 from aiostore.drivers.azure import _session
-from tests.support.cloudstores import FaultTests
+from tests.support.cloudstores import FaultTests, read_across_a_reset
 from tests.support.faultproxy import FaultProxy
 
 from .conftest import ACCOUNT, blobs
@@ -35,17 +34,16 @@ class TestAzureFaults(FaultTests):
         was replaced in between, the resumed range is refused (If-Match): ChecksumMismatch."""
         data = os.urandom(3 * _session.READ_CHUNK)
         await faulty.put("big", data)
-        for replace in (False, True):
-            got = bytearray()
-            with pytest.raises(ChecksumMismatch) if replace else contextlib.nullcontext():
-                async with faulty.open("big") as reader:
-                    got += await reader.__anext__()
-                    if replace:
-                        blob = admin.get_blob_client(container, "big")
-                        blob.upload_blob(b"new", overwrite=True)
-                    proxy.set_mode("reset", requests=1)
-                    async for chunk in reader:
-                        got += chunk
-            if not replace:
-                assert bytes(got) == data
-                assert proxy.counts["reset"] == 1
+
+        def reset() -> None:
+            proxy.set_mode("reset", requests=1)
+
+        assert await read_across_a_reset(faulty, "big", reset) == data
+        assert proxy.counts["reset"] == 1
+
+        def replace_then_reset() -> None:
+            admin.get_blob_client(container, "big").upload_blob(b"new", overwrite=True)
+            reset()
+
+        with pytest.raises(ChecksumMismatch):
+            await read_across_a_reset(faulty, "big", replace_then_reset)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from tests.support.cloudstores import (
     cancel_stalled_put,
     list_in_pages,
     pieces,
+    read_across_a_reset,
 )
 from tests.support.faultproxy import Fault, FaultProxy
 
@@ -119,24 +119,22 @@ async def test_reads_resume_on_the_same_generation(
     ):
         store = manager["gcs"]
         await store.put("k", data)
-        for replace in (False, True):
-            got = bytearray()
-            with pytest.raises(ChecksumMismatch) if replace else contextlib.nullcontext():
-                async with store.open("k") as reader:
-                    got += await reader.__anext__()
-                    if replace:
-                        admin.upload(bucket, "k", b"replaced")
-                    (conn,) = [
-                        c
-                        for c in proxy.connections
-                        if not c.closed and b"alt=media" in c.last_request
-                    ]
-                    conn.mode = Fault("reset")
-                    async for chunk in reader:
-                        got += chunk
-            if not replace:
-                assert bytes(got) == data
-                assert proxy.requests >= 3  # resource, media, resumed media
+
+        def reset() -> None:
+            (conn,) = [
+                c for c in proxy.connections if not c.closed and b"alt=media" in c.last_request
+            ]
+            conn.mode = Fault("reset")
+
+        assert await read_across_a_reset(store, "k", reset) == data
+        assert proxy.requests >= 3  # resource, media, resumed media
+
+        def replace_then_reset() -> None:
+            admin.upload(bucket, "k", b"replaced")
+            reset()
+
+        with pytest.raises(ChecksumMismatch):
+            await read_across_a_reset(store, "k", replace_then_reset)
 
 
 async def test_list_follows_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "installed",
     "list_in_pages",
     "pieces",
+    "read_across_a_reset",
 ]
 
 KiB = 1 << 10
@@ -186,6 +187,18 @@ async def cancel_stalled_put(
     with pytest.raises(asyncio.CancelledError):
         async with asyncio.timeout(5):
             await task
+
+
+async def read_across_a_reset(store: Store, key: str, between: Callable[[], object]) -> bytes:
+    """Read ``key`` whole, calling ``between()`` (break the connection, replace the object…)
+    once the first chunk has arrived."""
+    got = bytearray()
+    async with store.open(key) as reader:
+        got += await reader.__anext__()
+        between()
+        async for chunk in reader:
+            got += chunk
+    return bytes(got)
 
 
 async def list_in_pages(store: Store, session: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
