@@ -20,7 +20,8 @@ from aiostore import (
     StoreManager,
 )
 from aiostore.drivers.s3 import S3Session, _options
-from aiostore.drivers.s3._multipart import PartBuffer
+from aiostore.drivers.s3._body import Body
+from aiostore.drivers.s3._multipart import KEEP, Part, PartBuffer
 
 from .conftest import PART, ConfigFactory, all_objects, uploads
 
@@ -305,19 +306,47 @@ async def test_part_size_grows_to_fit_the_part_limit(
     assert Capability.WRITE_ACCESS in manager["s3"].capabilities
 
 
+def _joined(part: Part) -> bytes:
+    return Body(part).read()
+
+
 def test_part_buffer_cuts_exact_parts_and_copies_whole_chunks_not() -> None:
     """Parts are exactly ``size`` bytes whatever the chunking; a chunk that is exactly one part
     is handed on without a copy."""
     buf = PartBuffer(10)
     data = bytes(range(256)) * 2
-    parts: list[bytes] = []
+    parts: list[Part] = []
     start = 0
     for n in [3, 7, 1, 25, 0, 9, 10, 400]:
         parts += buf.add(data[start : start + n])
         start += n
     parts.append(buf.take())
-    assert [len(p) for p in parts] == [10] * 45 + [5]
-    assert b"".join(parts) == data[:start]
+    assert [len(_joined(p)) for p in parts] == [10] * 45 + [5]
+    assert b"".join(_joined(p) for p in parts) == data[:start]
     whole = bytes(10)
     assert buf.add(whole)[0] is whole
     assert buf.take() == b"" and buf.filled == 0
+
+
+def test_part_buffer_keeps_large_bytes_chunks_by_reference() -> None:
+    """Large ``bytes`` chunks become the pieces of a part as they are (no copy); small or
+    mutable ones are copied into blocks; parts are exact whatever the mix."""
+    size = 3 * KEEP
+    buf = PartBuffer(size)
+    big = [bytes([i]) * (2 * KEEP) for i in range(3)]
+    small = [bytearray(b"s" * 100), b"t" * 50]
+    chunks = (big[0], small[0], big[1], small[1], big[2])
+    parts: list[Part] = []
+    for chunk in chunks:
+        parts += buf.add(chunk)
+    parts.append(buf.take())
+    source = b"".join(bytes(c) for c in chunks)
+    assert b"".join(_joined(p) for p in parts) == source
+    assert [len(_joined(p)) for p in parts] == [size, size, len(source) - 2 * size]
+    first, second = parts[0], parts[1]
+    assert isinstance(first, tuple) and isinstance(second, tuple)
+    assert first[0] is big[0]  # kept, not copied
+    assert isinstance(first[1], bytearray)  # the small chunk and a small slice: copied
+    # Slices of large chunks are views of the chunks themselves.
+    assert isinstance(second[0], memoryview) and second[0].obj is big[1]
+    assert isinstance(second[2], memoryview) and second[2].obj is big[2]

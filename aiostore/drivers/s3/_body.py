@@ -5,7 +5,10 @@ payload for a BytesIO calls ``getbuffer()``, which un-shares — copies — the 
 time of the request: one more part-sized copy per part in flight. A :class:`Body` is both what
 botocore wants (a seekable file-like object: it reads it in bounded chunks to sign it and to
 compute checksums, then seeks back) and an aiohttp :class:`~aiohttp.payload.Payload`, which
-aiohttp sends as it is: slices of the caller's buffer, never the whole of it copied.
+aiohttp sends as it is: slices of the caller's buffers, never the whole of it copied.
+
+A body is one buffer or a sequence of them (a multipart part made of the source's own chunks,
+see ``_multipart.PartBuffer``): nothing joins them.
 
 A body is read from its start by each request; build a new one per attempt.
 """
@@ -13,31 +16,41 @@ A body is read from its start by each request; build a new one per attempt.
 from __future__ import annotations
 
 import io
-from typing import Final
+from collections.abc import Sequence
+from typing import Final, TypeAlias
 
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
-__all__ = ["Body"]
+__all__ = ["Body", "Buffer", "Data"]
 
 #: Bytes handed to the transport per write (what it copies at most when the socket is full).
 SLICE: Final = 256 * 1024
 
+Buffer: TypeAlias = bytes | bytearray | memoryview
+#: What a body sends: one buffer, or the concatenation of several.
+Data: TypeAlias = Buffer | Sequence[Buffer]
+
 
 class Body(Payload):
-    """A read-only, seekable view of ``data`` (bytes, a bytearray or a memoryview of bytes)."""
+    """A read-only, seekable view of ``data`` (bytes, a bytearray or a memoryview of bytes, or
+    a sequence of them read as their concatenation)."""
 
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data).cast("B")
-        super().__init__(view, content_type="application/octet-stream")
-        self._view = view
+    def __init__(self, data: Data) -> None:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            pieces = [memoryview(data).cast("B")]
+        else:
+            pieces = [memoryview(d).cast("B") for d in data]
+        pieces = [p for p in pieces if len(p)] or [memoryview(b"")]
+        super().__init__(pieces[0], content_type="application/octet-stream")
+        self._pieces = pieces
         self._pos = 0
-        self._length = len(view)
+        self._length = sum(len(p) for p in pieces)
         self._size = self._length
 
     # -- the file-like side (botocore) ----------------------------------------------------------
     def __len__(self) -> int:
-        return self._length - self._pos
+        return max(self._length - self._pos, 0)
 
     def __bool__(self) -> bool:
         return True  # an empty body is still a body (botocore tests ``if not body``)
@@ -46,7 +59,22 @@ class Body(Payload):
         start = self._pos
         end = self._length if size is None or size < 0 else min(start + size, self._length)
         self._pos = max(end, start)
-        return bytes(self._view[start:end])
+        if end <= start:
+            return b""
+        return b"".join(self._slices(start, end))
+
+    def _slices(self, start: int, end: int) -> list[memoryview]:
+        """The views of bytes ``start`` to ``end`` (no copy)."""
+        out: list[memoryview] = []
+        offset = 0
+        for piece in self._pieces:
+            n = len(piece)
+            if offset + n > start and offset < end:
+                out.append(piece[max(start - offset, 0) : min(end - offset, n)])
+            offset += n
+            if offset >= end:
+                break
+        return out
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if whence == io.SEEK_SET:
@@ -65,9 +93,9 @@ class Body(Payload):
     def tell(self) -> int:
         return self._pos
 
-    def view(self) -> memoryview:
-        """What is left to read, without a copy."""
-        return self._view[self._pos :]
+    def views(self) -> list[memoryview]:
+        """What is left to read, as views of the pieces (no copy)."""
+        return self._slices(self._pos, self._length)
 
     def seekable(self) -> bool:
         return True
@@ -81,7 +109,7 @@ class Body(Payload):
         return max(self._length - self._pos, 0)
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return bytes(self._view[self._pos :]).decode(encoding, errors)
+        return b"".join(self.views()).decode(encoding, errors)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         await self.write_with_length(writer, None)
@@ -89,11 +117,14 @@ class Body(Payload):
     async def write_with_length(
         self, writer: AbstractStreamWriter, content_length: int | None
     ) -> None:
-        view = self._view[self._pos :]
-        if content_length is not None:
-            view = view[:content_length]
-        for start in range(0, len(view), SLICE):
-            await writer.write(view[start : start + SLICE])
+        end = (
+            self._length
+            if content_length is None
+            else min(self._length, self._pos + content_length)
+        )
+        for view in self._slices(self._pos, end):
+            for start in range(0, len(view), SLICE):
+                await writer.write(view[start : start + SLICE])
 
     def __repr__(self) -> str:
-        return f"<Body {self._length} bytes at {self._pos}>"
+        return f"<Body {self._length} bytes in {len(self._pieces)} pieces at {self._pos}>"

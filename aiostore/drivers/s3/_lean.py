@@ -25,7 +25,7 @@ import hashlib
 import inspect
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
@@ -140,13 +140,15 @@ class LeanClient:
     async def _payload_hash(self, body: bytes | RequestBody | None) -> str:
         if body is None:
             return EMPTY_SHA256
-        if isinstance(body, RequestBody):
-            data: bytes | memoryview = body.view()
+        if not isinstance(body, RequestBody):
+            if len(body) < THREAD_HASH:
+                return hashlib.sha256(body).hexdigest()
+            views: list[memoryview] | list[bytes] = [body]
         else:
-            data = body
-        if len(data) < THREAD_HASH:
-            return hashlib.sha256(data).hexdigest()
-        return await run_blocking(lambda: hashlib.sha256(data).hexdigest())
+            views = body.views()
+            if len(body) < THREAD_HASH:
+                return _sha256(views)
+        return await run_blocking(_sha256, views)
 
     async def _send(
         self,
@@ -354,6 +356,13 @@ class LeanClient:
 
 
 # -- answers --------------------------------------------------------------------------------------
+
+
+def _sha256(views: Sequence[bytes | memoryview]) -> str:
+    digest = hashlib.sha256()
+    for view in views:
+        digest.update(view)
+    return digest.hexdigest()
 
 
 def _quote_key(name: str) -> str:

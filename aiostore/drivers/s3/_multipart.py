@@ -2,11 +2,12 @@
 that happens whatever cancels the put.
 
 - **Memory**: at most ``max_concurrency`` parts are in flight and one more is being filled, and
-  nothing copies a part whole: the source's chunks are copied once into the buffer of the part
-  being filled (a ``bytes`` chunk of whole parts is sliced, not copied), and a part is sent as a
-  :class:`~._body.Body` that botocore reads in bounded chunks and aiohttp writes in slices. Peak
-  growth is about ``(max_concurrency + 2) × part_size``: 48 MiB with the defaults (8 MiB, 4), for
-  a 256 MiB and a 2 GiB put alike (``python -m benchmarks.rss_s3``).
+  nothing copies a part whole: a part is made of the source's own ``bytes`` chunks (or slices of
+  them), only chunks under 64 KiB (or mutable ones) are copied, into blocks of up to 1 MiB
+  (:class:`PartBuffer`); a part is sent as a :class:`~._body.Body` that botocore reads in
+  bounded chunks and aiohttp writes in slices. Peak growth is about
+  ``(max_concurrency + 2) × part_size``: 48 MiB with the defaults (8 MiB, 4), for a 256 MiB and
+  a 2 GiB put alike (``python -m benchmarks.rss_s3``).
 - **Nothing left behind**: any failure or cancellation (``task.cancel()`` once or repeatedly,
   ``asyncio.timeout``, anyio scopes, task groups) cancels the part uploads and aborts the upload
   inside :func:`~aiostore.sdk.shielded`, which holds against native cancellation. A cancellation
@@ -36,7 +37,7 @@ import anyio
 from ...errors import Duplicate, StorageFull, StoreError
 from ...sdk import Capability, shielded
 from . import _options
-from ._body import Body
+from ._body import Body, Buffer, Data
 from ._errors import error_code, unsent
 from ._options import ABORT_TIMEOUT, MAX_PART_SIZE
 
@@ -88,51 +89,80 @@ class UploadLedger:
         return list(self._stranded.values())
 
 
-#: A part: bytes (a whole chunk of the source), or a filled buffer or a slice of one.
-Part: TypeAlias = bytes | bytearray | memoryview
+#: A part: a chunk of the source as it is, a slice of one, or a sequence of such pieces (see
+#: :class:`PartBuffer`).
+Part: TypeAlias = Data
+
+#: ``bytes`` pieces from this size are kept by reference, smaller ones are copied into blocks.
+KEEP: Final = 64 * 1024
+#: Size of the blocks small pieces are copied into (at most what is left of the part).
+BLOCK: Final = 1 << 20
 
 
 class PartBuffer:
-    """Cuts a stream of chunks into parts of ``size`` bytes.
+    """Cuts a stream of chunks into parts of ``size`` bytes, without copying large chunks.
 
-    Bytes are copied at most once, into the buffer of the part being filled; a ``bytes`` chunk
-    holding whole parts is handed out as it is (a chunk of exactly one part) or as slices of it.
-    The pieces of a part are not kept once copied, so filling a part costs one part of memory.
+    A part is a sequence of pieces: ``bytes`` chunks (immutable) of at least :data:`KEEP`
+    bytes, or slices of them, are kept as they are; smaller or mutable chunks are copied into
+    blocks of up to :data:`BLOCK` bytes. A part therefore holds about ``size`` bytes of the
+    source (plus what is left of a chunk that straddles two parts), whatever the chunking, and
+    a multipart put copies nothing when the source hands out ``bytes`` of ≥ 64 KiB.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._buf: bytearray | None = None
         self.filled = 0
+        self._pieces: list[Buffer] = []
+        self._block: bytearray | None = None
+        self._used = 0
 
-    def add(self, chunk: bytes) -> list[Part]:
+    def add(self, chunk: Buffer) -> list[Part]:
         """Take ``chunk``; return the parts it completed."""
         full: list[Part] = []
-        view = memoryview(chunk)
+        view = memoryview(chunk).cast("B")
+        keep = isinstance(chunk, bytes)
         size = self.size
         while len(view):
-            if not self.filled and len(view) >= size and isinstance(chunk, bytes):
-                # Immutable: its slices are parts, no copy (a whole chunk is the part itself).
-                full.append(chunk if len(view) == len(chunk) == size else view[:size])
-                view = view[size:]
-                continue
-            if self._buf is None:
-                self._buf = bytearray(size)
             n = min(size - self.filled, len(view))
-            self._buf[self.filled : self.filled + n] = view[:n]
-            self.filled += n
+            if keep and (n >= KEEP or n == size):
+                self._close_block()
+                # A chunk that is exactly one part is the part itself.
+                self._pieces.append(chunk if n == len(chunk) else view[:n])
+                self.filled += n
+            else:
+                self._copy(view[:n])
             view = view[n:]
             if self.filled == size:
                 full.append(self.take())
         return full
 
+    def _copy(self, piece: memoryview) -> None:
+        while len(piece):
+            if self._block is None:
+                self._block = bytearray(min(BLOCK, self.size - self.filled))
+                self._used = 0
+            n = min(len(self._block) - self._used, len(piece))
+            self._block[self._used : self._used + n] = piece[:n]
+            self._used += n
+            self.filled += n
+            piece = piece[n:]
+            if self._used == len(self._block):
+                self._close_block()
+
+    def _close_block(self) -> None:
+        block, self._block = self._block, None
+        if block is not None and self._used:
+            self._pieces.append(
+                block if self._used == len(block) else memoryview(block)[: self._used]
+            )
+
     def take(self) -> Part:
         """Whatever is buffered, as one part (empty when nothing is)."""
-        buf, filled = self._buf, self.filled
-        self._buf, self.filled = None, 0
-        if buf is None or not filled:
+        self._close_block()
+        pieces, self._pieces, self.filled = self._pieces, [], 0
+        if not pieces:
             return b""
-        return buf if filled == len(buf) else memoryview(buf)[:filled]
+        return pieces[0] if len(pieces) == 1 else tuple(pieces)
 
 
 async def _settle(tasks: set[asyncio.Task[None]], keep: int) -> None:
@@ -213,7 +243,7 @@ async def put_multipart(
 
     parts = PartBuffer(part_size)
 
-    async def feed(chunk: bytes) -> None:
+    async def feed(chunk: Buffer) -> None:
         # A function, so that no local keeps a submitted part alive while the next fills.
         for data in parts.add(chunk):
             await submit(data)
