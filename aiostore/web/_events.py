@@ -61,8 +61,12 @@ class ChangeStream:
     Use it as a context manager: entering registers it with the manager, leaving removes it.
     """
 
-    def __init__(self, manager: StoreManager) -> None:
+    def __init__(self, manager: StoreManager, abort: Callable[[], None] | None = None) -> None:
         self._manager = manager
+        #: Drops the connection: :meth:`close` calls it when a client that stopped reading
+        #: holds a write (otherwise shutting the app down would wait for that client).
+        self._abort = abort
+        self._writing = False
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._pending: dict[str, _Merged] = {}
@@ -135,16 +139,22 @@ class ChangeStream:
         return out
 
     async def run(
-        self, write: Callable[[bytes], Awaitable[None]], *, heartbeat: float, interval: float
+        self,
+        write: Callable[[bytes], Awaitable[None]],
+        first: bytes,
+        *,
+        heartbeat: float,
+        interval: float,
     ) -> None:
-        """Write the merged changes until :meth:`close`: the first change after a quiet spell
-        at once, then at most one flush per ``interval`` seconds; ``: ping`` every
-        ``heartbeat`` seconds of silence.
+        """Write ``first`` (the snapshot), then the merged changes until :meth:`close`: the
+        first change after a quiet spell at once, then at most one flush per ``interval``
+        seconds; ``: ping`` every ``heartbeat`` seconds of silence.
 
         A flush writes the stores that were waiting when it began, :data:`BATCH` events per
         write: a store waits in its entry (still merging) until its batch is written, so the
         transport never holds more than one batch beyond aiohttp's high-water mark.
         """
+        await self._write(write, first)
         loop = asyncio.get_running_loop()
         next_flush = loop.time()
         while not self.closed:
@@ -154,7 +164,7 @@ class ChangeStream:
                     async with asyncio.timeout(heartbeat):
                         await self._ready.wait()
                 except TimeoutError:
-                    await write(_PING)
+                    await self._write(write, _PING)
                 continue
             delay = next_flush - loop.time()
             if delay > 0:
@@ -173,13 +183,22 @@ class ChangeStream:
                 self.largest_write = max(self.largest_write, len(data))
                 # A slow client keeps us here (aiohttp drains the transport), while the
                 # stores of the next batches keep merging.
-                await write(data)
+                await self._write(write, data)
+
+    async def _write(self, write: Callable[[bytes], Awaitable[None]], data: bytes) -> None:
+        self._writing = True
+        try:
+            await write(data)
+        finally:
+            self._writing = False
 
     def close(self) -> None:
         """End :meth:`run` (the app shuts down, the client went away); forget what waits."""
         self.closed = True
         self._pending.clear()
         self._ready.set()
+        if self._writing and self._abort is not None:
+            self._abort()
 
     def statistics(self) -> dict[str, int]:
         """Counters of this stream (for tests and debugging)."""

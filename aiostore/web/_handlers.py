@@ -178,13 +178,22 @@ async def events(
     )
     # Listen before the snapshot, so nothing between the two is lost (at worst a change
     # arrives that the snapshot already shows: applying it again changes nothing).
-    with ChangeStream(manager) as stream:
+
+    def abort() -> None:
+        if request.transport is not None:
+            request.transport.abort()
+
+    with ChangeStream(manager, abort) as stream:
         streams.add(stream)
         try:
             await resp.prepare(request)
             first = snapshot_event(manager) if mode == "full" else summary_event(manager)
-            await resp.write(b"retry: 2000\n\n" + sse("snapshot", first))
-            await stream.run(resp.write, heartbeat=settings.heartbeat, interval=coalesce)
+            await stream.run(
+                resp.write,
+                b"retry: 2000\n\n" + sse("snapshot", first),
+                heartbeat=settings.heartbeat,
+                interval=coalesce,
+            )
         except ConnectionError:
             log.debug("GET /events: the client went away")
         finally:

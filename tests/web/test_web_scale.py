@@ -431,3 +431,29 @@ async def test_a_client_that_leaves_is_forgotten() -> None:
         degrade(manager, manager.names)
         assert stream.changes == seen and stream.pending() == 0
         assert stream.on_change not in manager._instruments._change
+
+
+async def test_a_client_that_stopped_reading_does_not_hold_up_shutdown() -> None:
+    """A client that stops reading in the middle of the snapshot, with a storm waiting behind
+    it: shutting the server down drops that connection at once (its write would wait forever)
+    instead of waiting for the client, and the stream stops listening."""
+    async with events_app(many_stores(1000), coalesce=0.05) as (server, app):
+        manager = app[STORES]
+        client = await RawEvents.open(server, "/events")
+        await client.read_some()  # 4 KiB of a 1.3 MB snapshot, then nothing
+        stream = only_stream(app)
+        for r in range(4):
+            for store in manager:
+                if r % 2 == 0:
+                    store.unset_capabilities(WRITE, reason="storm")
+                else:
+                    store.set_capabilities(WRITE)
+            await asyncio.sleep(0.05)
+        assert stream.pending() == 1000 and stream.statistics()["writes"] == 0
+        started = time.monotonic()
+        await server.close()
+        assert time.monotonic() - started < 5.0
+        assert stream.closed and stream.pending() == 0
+        assert stream.on_change not in manager._instruments._change
+        assert len(app[EVENT_STREAMS]) == 0
+        await client.close()
