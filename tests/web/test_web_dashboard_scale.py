@@ -140,4 +140,8 @@ async def test_a_thousand_stores_one_page_degraded_first_filtered_and_live(
     assert events and all("snapshot=summary" in u for u in events)
     # During the storm the page is reloaded about once a second, not once per change.
     during = [t for t, _u in store_requests if storm_started <= t <= storm_ended + 0.5]
+    print(
+        f"\nstorm of {storm_ended - storm_started:.2f} s: {len(during)} page requests; "
+        f"{len(store_requests)} in all"
+    )
     assert len(during) <= (storm_ended - storm_started) + 3

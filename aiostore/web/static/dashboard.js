@@ -457,10 +457,12 @@
       const { value, done } = await reader.read();
       if (done) return true;
       buffer += value;
+      // Walk the lines with an index (a storm's batch holds hundreds): cut the buffer once.
+      let start = 0;
       let nl;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, nl).replace(/\r$/, "");
-        buffer = buffer.slice(nl + 1);
+      while ((nl = buffer.indexOf("\n", start)) >= 0) {
+        const line = buffer.slice(start, nl).replace(/\r$/, "");
+        start = nl + 1;
         if (line === "") {
           if (data.length) dispatch(event, data.join("\n"));
           event = "message";
@@ -474,6 +476,7 @@
           else if (field === "data") data.push(text);
         }
       }
+      buffer = buffer.slice(start);
     }
   }
 
