@@ -56,12 +56,24 @@ async def test_without_arguments_the_whole_snapshot_as_before() -> None:
             assert body["stores"] == json.loads(json.dumps(manager.snapshot()["stores"]))
 
 
-async def test_cursor_pages_cover_every_store_once_in_order() -> None:
-    """``?limit=`` pages, chained by ``next``, give each of 1,000 stores once, in configuration
-    order; the last page's ``next`` is null; each page holds full snapshot entries."""
-    async with serve(many_stores(1000)) as (client, manager):
+@pytest.mark.parametrize("sort", ["config", "name", "degraded"])
+async def test_cursor_pages_cover_every_store_once_in_order(sort: str) -> None:
+    """``?limit=`` pages, chained by ``next``, give each of 1,000 stores once, in the order
+    asked for (configuration order, here the reverse of name order; name order; degraded
+    first, then configuration order), even when a store changes state between two pages; the
+    last page's ``next`` is null; each page holds full snapshot entries."""
+    config = many_stores(1000)
+    config["stores"] = dict(reversed(config["stores"].items()))
+    async with serve(config) as (client, manager):
+        degrade(manager, ["t0003", "t0500"])
+        want = {
+            "config": manager.names,
+            "name": sorted(manager.names),
+            "degraded": ["t0500", "t0003"]
+            + [n for n in manager.names if n not in ("t0003", "t0500")],
+        }[sort]
         seen: list[str] = []
-        url = "/stores?limit=300"
+        url = f"/stores?limit=300&sort={sort}"
         pages = 0
         while True:
             resp = await client.get(url)
@@ -71,6 +83,7 @@ async def test_cursor_pages_cover_every_store_once_in_order() -> None:
             assert list(body["stores"]) == body["names"]
             assert len(body["names"]) <= 300
             assert body["total"] == body["matched"] == 1000
+            assert body["degraded"] == 2 + (pages - 1) * (sort != "degraded")
             assert body["offset"] == len(seen)
             assert body["capabilities"][0]["name"] == "READ_ACCESS"
             entry = body["stores"][body["names"][0]]
@@ -79,9 +92,12 @@ async def test_cursor_pages_cover_every_store_once_in_order() -> None:
             seen += body["names"]
             if body["next"] is None:
                 break
-            url = f"/stores?limit=300&cursor={body['next']}"
+            if sort != "degraded":
+                # A store of a later page changes state: the cursor still continues in order.
+                degrade(manager, [want[len(seen) + 10]])
+            url = f"/stores?limit=300&sort={sort}&cursor={body['next']}"
         assert pages == 4
-        assert seen == manager.names
+        assert seen == want
 
 
 async def test_filter_by_name_and_state_degraded_first() -> None:
