@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from os import PathLike
 from types import TracebackType
@@ -52,6 +52,10 @@ _FAILOVER: Final = (StoreAddDisabled, StorageFull, BackendUnavailable)
 _EXTRAS: Final = {"s3": "s3", "azure": "azure", "gcs": "gcs"}
 
 
+#: Driver classes already loaded by name (scanning entry points costs milliseconds).
+_LOADED: dict[str, type[Driver[Any]]] = {}
+
+
 def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type[Driver[Any]]:
     """The driver class registered under ``name`` in the ``aiostore.drivers`` entry points
     (or ``name`` itself when it already is a Driver subclass)."""
@@ -65,6 +69,9 @@ def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type
         raise BadStoreConfiguration(
             f"must be a driver name, not {name!r}", store=store, option="driver"
         )
+    loaded = _LOADED.get(name)
+    if loaded is not None:
+        return loaded  # entry points are scanned once per name, not once per store
     found = entry_points(group=ENTRY_POINT_GROUP, name=name)
     for ep in found:
         try:
@@ -87,6 +94,7 @@ def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type
             raise BadStoreConfiguration(
                 f"entry point {name!r} is not a Driver subclass", store=store, option="driver"
             )
+        _LOADED[name] = cls
         return cls
     known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
     raise BadStoreConfiguration(
@@ -375,10 +383,12 @@ class StoreManager:
                 tg.start_soon(one, store)
         return {n: reports[n] for n in self._stores}
 
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-ready state of every store: three capability layers, health, sessions."""
+    def snapshot(self, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """JSON-ready state of every store (or of the stores ``names``, in that order): three
+        capability layers, health, sessions. Unknown names raise ``UnknownStore``."""
         stores: dict[str, Any] = {}
-        for store in self._stores.values():
+        chosen = self._stores.values() if names is None else [self[name] for name in names]
+        for store in chosen:
             snap = store._state.snapshot
             stores[store.name] = {
                 "driver": store.driver.name,

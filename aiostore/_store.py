@@ -378,10 +378,7 @@ class Store:
                 self._observe(operation, started, err, 0)
             raise err
         # The evidence rule: a successful operation is a successful probe of what it used.
-        health = self._health
-        health.proven |= _PROVES[operation]
-        if method == "read" and (args[1] or args[2] is not None):
-            health.proven |= _RANGED
+        self._health.proven |= _PROVES[operation]
         if started:
             self._observe(operation, started, None, _moved(method, result, args))
         return result
@@ -529,6 +526,8 @@ class Store:
         """Read ``key`` (or ``length`` bytes from ``offset``) into memory."""
         key = self._admit("read", key, offset, length)
         data: bytes = await self._call("read", key, "read", key, offset, length)
+        if offset or length is not None:
+            self._health.proven |= _RANGED  # a ranged read proves random access too
         return data
 
     async def write(self, key: str, data: bytes, *, offset: int) -> int:

@@ -65,7 +65,11 @@ class Capability(enum.IntFlag):
     @property
     def names(self) -> list[str]:
         """Names of every named capability this value holds (composites included), NONE excluded."""
-        return [c.name for c in NAMED if c in self and c.name is not None]
+        value = int(self)
+        names = _NAMES.get(value)
+        if names is None:
+            names = _NAMES[value] = tuple(c.name for c in NAMED if c in self and c.name is not None)
+        return list(names)
 
 
 _READ: Final = 1
@@ -74,6 +78,8 @@ _READ_EXTRA: Final = 2 | 4
 _WRITE_EXTRA: Final = 16 | 32
 _BASES: Final = _READ | _WRITE
 _ALL: Final = 127
+#: ``Capability.names`` by int value (at most 128 entries).
+_NAMES: dict[int, tuple[str, ...]] = {}
 
 #: Every named capability except NONE, in contract order (the dashboard's 13 columns).
 NAMED: Final[tuple[Capability, ...]] = tuple(

@@ -200,6 +200,8 @@ class _ProbeStats:
 class HealthTracker:
     """Applies verdicts and passive signals with hysteresis; owns the store's revoked set."""
 
+    __slots__ = ("_counters", "_stats", "config", "proven", "state")
+
     def __init__(self, state: CapabilityState, config: ProbeConfig) -> None:
         self.state = state
         self.config = config

@@ -64,7 +64,7 @@ async def get_store(request: web.Request) -> web.StreamResponse:
     """``GET /stores/{store}``: one store's snapshot entry."""
     manager = manager_of(request)
     store = manager[request.match_info["store"]]
-    return json_response(manager.snapshot()["stores"][store.name])
+    return json_response(manager.snapshot([store.name])["stores"][store.name])
 
 
 async def probe_store(request: web.Request) -> web.StreamResponse:
@@ -72,7 +72,7 @@ async def probe_store(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     store = manager[request.match_info["store"]]
     await store.probe()
-    return json_response(manager.snapshot()["stores"][store.name])
+    return json_response(manager.snapshot([store.name])["stores"][store.name])
 
 
 async def list_objects(request: web.Request) -> web.StreamResponse:
@@ -149,7 +149,7 @@ async def change_capabilities(request: web.Request) -> web.StreamResponse:
         caps = _capability_names(body, "unset")
         store.unset_capabilities(caps, reason=reason.strip() or "unset by an operator")
         log.info("store %s: %s unset by an operator: %s", store.name, caps.names, reason)
-    return json_response(manager.snapshot()["stores"][store.name])
+    return json_response(manager.snapshot([store.name])["stores"][store.name])
 
 
 # -- events and the dashboard -------------------------------------------------------------------
