@@ -87,10 +87,10 @@ def create_app(
         manager_or_config: as for :func:`setup`.
         dashboard: serve the dashboard page at ``/``.
         heartbeat: seconds between ``: ping`` comments on ``/events``.
-        server: the ``[server]`` options: upload limits (``body_timeout``, ``max_uploads``)
-            and tokens (``token_file``, ``read_token_file``: read now; every request but the
-            dashboard page then needs ``Authorization: Bearer <token>``). ``host`` and
-            ``port`` are the caller's to use.
+        server: the ``[server]`` options: upload limits (``body_timeout``, ``max_uploads``),
+            ``events_coalesce`` and tokens (``token_file``, ``read_token_file``: read now;
+            every request but the dashboard page then needs ``Authorization: Bearer
+            <token>``). ``host`` and ``port`` are the caller's to use.
         app_kwargs: passed to :class:`aiohttp.web.Application`.
 
     Raises:
@@ -121,6 +121,7 @@ def create_app(
             heartbeat=heartbeat,
             body_timeout=server.body_timeout,
             max_uploads=server.max_uploads,
+            coalesce=server.events_coalesce,
         )
     )
     app.add_routes(metrics_routes())

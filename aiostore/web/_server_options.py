@@ -52,6 +52,9 @@ class ServerOptions:
     #: Uploads (PUTs) running at once; one more is answered 503 with ``Retry-After``.
     #: Default ``64``.
     max_uploads: int = 64
+    #: Seconds between two writes to one ``/events`` client: the capability changes in between
+    #: are merged per store (each store's latest state is always sent). Default ``0.5``.
+    events_coalesce: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -73,6 +76,11 @@ class ServerOptions:
             raise BadStoreConfiguration(
                 f"must be more than 0 and at most 86400 seconds, not {self.body_timeout!r}",
                 option="body_timeout",
+            )
+        if not 0 <= self.events_coalesce <= 60:
+            raise BadStoreConfiguration(
+                f"must be between 0 and 60 seconds, not {self.events_coalesce!r}",
+                option="events_coalesce",
             )
         if not 1 <= self.max_uploads <= 1_000_000:
             raise BadStoreConfiguration(
