@@ -208,7 +208,9 @@ async def put_multipart(
         raise Duplicate("an object with this key exists", key=key)
     upload = await _create(session, key, meta)
     inflight: set[asyncio.Task[None]] = set()
-    etags: dict[int, str] = {}
+    #: What the completion lists for each part: its ETag, and its checksum when the
+    #: transport sent one (the lean transport's SHA-256, see _lean).
+    etags: dict[int, dict[str, Any]] = {}
     limit = session.options.max_concurrency
     client = session.client
 
@@ -223,7 +225,10 @@ async def put_multipart(
             )
 
         result = await session.call("UploadPart", part, key=key, write=True)
-        etags[number] = result["ETag"]
+        done = {"ETag": result["ETag"], "PartNumber": number}
+        if result.get("ChecksumSHA256"):
+            done["ChecksumSHA256"] = result["ChecksumSHA256"]
+        etags[number] = done
 
     number = 0
 
@@ -316,13 +321,17 @@ async def _abort_created(
 
 
 async def _complete(
-    session: S3Session, upload: Upload, etags: dict[int, str], token: str, overwrite: bool
+    session: S3Session,
+    upload: Upload,
+    etags: dict[int, dict[str, Any]],
+    token: str,
+    overwrite: bool,
 ) -> None:
     args: dict[str, Any] = {
         "Bucket": session.bucket,
         "Key": upload.name,
         "UploadId": upload.upload_id,
-        "MultipartUpload": {"Parts": [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]},
+        "MultipartUpload": {"Parts": [etags[n] for n in sorted(etags)]},
     }
     if not overwrite:
         args["IfNoneMatch"] = "*"
