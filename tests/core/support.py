@@ -6,7 +6,7 @@ import asyncio
 import collections
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
 from aiostore import Capability, ObjectInfo, Verdict
@@ -57,6 +57,11 @@ class FakeDriver(Driver[FakeOptions]):
         self.probe_delay = 0.0
         #: The probe swallows a cancellation during ``probe_delay`` and answers anyway.
         self.probe_ignores_cancel = False
+        #: Called with the cancellation that interrupts ``probe_delay`` (before it is re-raised or
+        #: swallowed): it may raise something else instead, or cancel the task again.
+        self.probe_on_cancel: Callable[[asyncio.CancelledError], None] | None = None
+        #: Awaited at the start of every probe (a driver's own cancel scopes, task groups...).
+        self.probe_hook: Callable[[], Awaitable[None]] | None = None
         #: Per session method: an exception its next call raises (once).
         self.fail_next: dict[str, BaseException] = {}
 
@@ -106,10 +111,14 @@ class FakeSession(DriverSession):
         IN_FLIGHT[0] += 1
         IN_FLIGHT[1] = max(IN_FLIGHT[1], IN_FLIGHT[0])
         try:
+            if self.d.probe_hook is not None:
+                await self.d.probe_hook()
             if self.d.probe_delay:
                 try:
                     await asyncio.sleep(self.d.probe_delay)
-                except asyncio.CancelledError:
+                except asyncio.CancelledError as exc:
+                    if self.d.probe_on_cancel is not None:
+                        self.d.probe_on_cancel(exc)
                     if not self.d.probe_ignores_cancel:
                         raise
         finally:
