@@ -6,6 +6,7 @@ timeout fires, a driver's own cancel scopes inside its probe)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
 from typing import Any
@@ -201,3 +202,39 @@ async def test_a_drivers_own_cancel_scopes_inside_its_probe_keep_working() -> No
         report = await manager.probe("s0")
         assert report.last_error is None
         assert me.cancelling() == 0
+
+
+_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "review_request_id", default=None
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="request() arms the scheduler's timer from the caller's context: _due runs in it, "
+    "re-arms itself in it, and creates long-lived workers in it, so the caller's context "
+    "variables leak into every later probe (and stay referenced by the workers)",
+)
+async def test_probes_do_not_run_in_the_context_of_whoever_asked_for_an_early_probe() -> None:
+    seen: list[str | None] = []
+
+    async def record() -> None:
+        seen.append(_REQUEST_ID.get())
+
+    config = {
+        "probe": {"interval": 1000.0, "initial": False},
+        "stores": {"s0": fake_store(), "s1": fake_store()},
+    }
+    async with StoreManager(config) as manager:
+        for name in ("s0", "s1"):
+            _fake(manager, name).probe_hook = record
+
+        async def user_operation() -> None:
+            _REQUEST_ID.set("user-request-42")  # e.g. a web request's id, a tracing span
+            await _until(lambda: manager["s0"].request_probe())
+
+        await asyncio.create_task(user_operation())
+        await _until(lambda: len(seen) >= 1)
+        assert manager["s1"].request_probe()  # from here: no request id
+        await _until(lambda: len(seen) >= 2)
+    assert seen == [None, None]
