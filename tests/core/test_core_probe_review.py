@@ -238,3 +238,28 @@ async def test_probes_do_not_run_in_the_context_of_whoever_asked_for_an_early_pr
         assert manager["s1"].request_probe()  # from here: no request id
         await _until(lambda: len(seen) >= 2)
     assert seen == [None, None]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ProbeRunner keeps one _inflight/_loop for all loops: a probe on another thread's "
+    "loop that ends first clears _inflight while this loop's probe still runs, so the next "
+    "caller here starts an overlapping probe instead of joining (pre-existing, not b4bb472)",
+)
+async def test_a_probe_on_another_threads_loop_does_not_let_a_second_probe_overlap_here() -> None:
+    config = {
+        "probe": {"interval": 1000.0, "timeout": 10.0, "initial": False},
+        "stores": {"s0": fake_store()},
+    }
+    async with StoreManager(config) as manager:
+        driver = _fake(manager, "s0")
+        driver.probe_delay = 1.0
+        first = asyncio.ensure_future(manager.probe("s0"))
+        await _until(lambda: driver.calls["probe"] == 1)
+        driver.probe_delay = 0.01
+        # Another thread, its own event loop: probes there (its own session), and ends first.
+        await anyio.to_thread.run_sync(asyncio.run, manager["s0"].probe())
+        assert driver.calls["probe"] == 2 and not first.done()
+        second = asyncio.ensure_future(manager.probe("s0"))  # should join `first`
+        await asyncio.gather(first, second)
+        assert driver.calls["probe"] == 2, "a second probe overlapped the one in flight here"
