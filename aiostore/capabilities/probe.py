@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import heapq
 import logging
 import math
@@ -474,9 +475,11 @@ class ProbeRunner:
         bounded = _Bounded(self._borrowed_probe(), timeout)
         try:
             verdicts: ProbeResult = await bounded
-        except asyncio.CancelledError:
-            # Ours (the timer) and nobody else's: a timeout. A caller's cancel propagates.
-            if bounded.expired and bounded.uncancel():
+        except BaseException as exc:
+            # An expired timer's cancellation is withdrawn however the probe ended (as
+            # asyncio.timeout does); a CancelledError that was ours alone is the timeout, a
+            # caller's cancel propagates, any other error stays what it is.
+            if bounded.expired and bounded.uncancel() and isinstance(exc, asyncio.CancelledError):
                 raise TimeoutError from None
             raise
         finally:
@@ -641,6 +644,8 @@ class Prober:
         self._waking = 0
         #: Set when a scheduling callback fails: the supervising task then raises it.
         self._failed: asyncio.Future[None] | None = None
+        #: The supervising task's context: timers and workers run in it, not in a caller's.
+        self._context = contextvars.copy_context()
 
     def add(self, name: str, config: ProbeConfig, run: Callable[[], Awaitable[object]]) -> None:
         self._schedules[name] = _Schedule(name, config, run)
@@ -701,7 +706,8 @@ class Prober:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = at
-        self._timer = loop.call_at(at, self._due)
+        # In the scheduler's own context, never in that of whoever asked for an early probe.
+        self._timer = loop.call_at(at, self._due, context=self._context)
 
     def _early(self, sched: _Schedule) -> None:
         if self._loop is None:
@@ -759,7 +765,9 @@ class Prober:
         elif len(self._workers) < self._max:
             worker = _Worker()
             self._workers.add(worker)
-            worker.task = loop.create_task(self._work(worker), name="aiostore-probe-worker")
+            worker.task = loop.create_task(
+                self._work(worker), name="aiostore-probe-worker", context=self._context
+            )
         else:
             return  # every worker is inside a probe: the first to finish takes the next
         self._waking += 1
@@ -791,10 +799,14 @@ class Prober:
                     finally:
                         worker.current = None
                         sched.busy = False
+                    if self._loop is None:
+                        return  # the scheduler stopped (this probe swallowed the cancellation)
                     if sched.early_pending:
                         sched.early_pending = False
                         self._push(sched, loop.time())
                         self._arm(loop.time())
+                if self._loop is None:
+                    return
                 worker.wake = loop.create_future()
                 self._idle.append(worker)
                 await worker.wake
@@ -807,6 +819,7 @@ class Prober:
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._context = contextvars.copy_context()
         self._failed = failed = loop.create_future()
         enabled = [s for s in self._schedules.values() if s.config.enabled]
         # Probes due within a tick of each other start together, up to a tick early: 5 % of the
@@ -833,6 +846,10 @@ class Prober:
             if tasks:
                 with anyio.CancelScope(shield=True):
                     await asyncio.wait(tasks)
+            # Every worker is done now, including any cancelled before its first step (whose
+            # own clean-up never ran): none of them may count against the next start.
+            self._workers.clear()
+            self._idle.clear()
             self._ready.clear()
             self._waking = 0
             for sched in self._schedules.values():
