@@ -19,6 +19,7 @@ import heapq
 import logging
 import math
 import random
+import threading
 import time
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
@@ -388,38 +389,35 @@ class ProbeRunner:
         self._pool = pool
         self._hinted = 0
         self._refresh = refresh
-        self._inflight = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._joiners: list[asyncio.Future[None]] = []
+        #: The probe in flight on each thread's loop: its joiners.
+        self._inflight: dict[int, list[asyncio.Future[None]]] = {}
         self._errors = 0
         #: Called after each probe with (duration, error, verdicts) — the instrumentation hook.
         self.observer: Callable[[float, str | None, ProbeResult], None] | None = None
 
     async def run(self, immediate: bool = False) -> None:
-        """Probe once (or join the probe in flight) and fold the verdicts in."""
-        while self._inflight:
+        """Probe once (or join the probe in flight on this loop) and fold the verdicts in."""
+        # In flight per thread, i.e. per running loop (a thread runs one loop at a time): a
+        # probe on another thread's loop neither blocks nor ends this loop's probe.
+        thread = threading.get_ident()
+        inflight = self._inflight
+        while (joiners := inflight.get(thread)) is not None:
             # Joiners are rare (manager.probe() during a scheduled probe): only they pay for a
             # future; the scheduled probe itself creates none.
-            loop = asyncio.get_running_loop()
-            if self._loop is not loop:
-                break  # the probe in flight runs on another loop: probe here too
-            joined: asyncio.Future[None] = loop.create_future()
-            self._joiners.append(joined)
+            joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            joiners.append(joined)
             await asyncio.shield(joined)
             if not immediate:
                 return
             # An immediate probe (no hysteresis) was asked for: the joined one was not that.
-        self._inflight = True
-        self._loop = asyncio.get_running_loop()
+        inflight[thread] = joiners = []
         try:
             await self._probe(immediate)
         finally:
-            self._inflight = False
-            if self._joiners:
-                joiners, self._joiners = self._joiners, []
-                for fut in joiners:
-                    if not fut.done():
-                        fut.set_result(None)
+            del inflight[thread]
+            for fut in joiners:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def _probe(self, immediate: bool) -> None:
         health = self.health
@@ -766,7 +764,7 @@ class Prober:
             worker = _Worker()
             self._workers.add(worker)
             worker.task = loop.create_task(
-                self._work(worker), name="aiostore-probe-worker", context=self._context
+                self._work(worker), name="aiostore-probe-worker", context=self._context.copy()
             )
         else:
             return  # every worker is inside a probe: the first to finish takes the next
