@@ -52,13 +52,15 @@ _FAILOVER: Final = (StoreAddDisabled, StorageFull, BackendUnavailable)
 _EXTRAS: Final = {"s3": "s3", "azure": "azure", "gcs": "gcs"}
 
 
-#: Driver classes already loaded by name (scanning entry points costs milliseconds).
-_LOADED: dict[str, type[Driver[Any]]] = {}
-
-
-def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type[Driver[Any]]:
+def load_driver(
+    name: str | type[Driver[Any]],
+    store: str | None = None,
+    loaded: dict[str, type[Driver[Any]]] | None = None,
+) -> type[Driver[Any]]:
     """The driver class registered under ``name`` in the ``aiostore.drivers`` entry points
-    (or ``name`` itself when it already is a Driver subclass)."""
+    (or ``name`` itself when it already is a Driver subclass). ``loaded``: classes already
+    found by name, filled in (a manager scans the entry points once per driver name, not once
+    per store: a scan costs milliseconds)."""
     if isinstance(name, type):
         if issubclass(name, Driver):
             return name
@@ -69,9 +71,8 @@ def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type
         raise BadStoreConfiguration(
             f"must be a driver name, not {name!r}", store=store, option="driver"
         )
-    loaded = _LOADED.get(name)
-    if loaded is not None:
-        return loaded  # entry points are scanned once per name, not once per store
+    if loaded is not None and name in loaded:
+        return loaded[name]
     found = entry_points(group=ENTRY_POINT_GROUP, name=name)
     for ep in found:
         try:
@@ -94,7 +95,8 @@ def load_driver(name: str | type[Driver[Any]], store: str | None = None) -> type
             raise BadStoreConfiguration(
                 f"entry point {name!r} is not a Driver subclass", store=store, option="driver"
             )
-        _LOADED[name] = cls
+        if loaded is not None:
+            loaded[name] = cls
         return cls
     known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
     raise BadStoreConfiguration(
@@ -129,8 +131,9 @@ class StoreManager:
         if not isinstance(stores_cfg, Mapping):
             raise BadStoreConfiguration("'stores' must be a table of stores")
         self._stores: dict[str, Store] = {}
+        loaded: dict[str, type[Driver[Any]]] = {}
         for name, store_cfg in stores_cfg.items():
-            store = self._build_store(name, store_cfg, base_probe)
+            store = self._build_store(name, store_cfg, base_probe, loaded)
             self._stores[name] = store
             self._prober.add(name, store.probe_config, store._probe.run)
         default = config.get("default")
@@ -159,7 +162,13 @@ class StoreManager:
             ) from exc
         return cls(data)
 
-    def _build_store(self, name: Any, cfg: Any, base_probe: ProbeConfig) -> Store:
+    def _build_store(
+        self,
+        name: Any,
+        cfg: Any,
+        base_probe: ProbeConfig,
+        loaded: dict[str, type[Driver[Any]]] | None = None,
+    ) -> Store:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise BadStoreConfiguration(
                 f"store name {name!r} must be 1-64 letters, digits, '_', '.' or '-'"
@@ -168,7 +177,7 @@ class StoreManager:
             raise BadStoreConfiguration("store configuration must be a table", store=name)
         if "driver" not in cfg:
             raise BadStoreConfiguration("is required", store=name, option="driver")
-        driver_cls = load_driver(cfg["driver"], name)
+        driver_cls = load_driver(cfg["driver"], name, loaded)
         priority = cfg.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise BadStoreConfiguration(

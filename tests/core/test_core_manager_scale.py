@@ -11,7 +11,7 @@ from aiostore import Capability, StoreManager
 from aiostore.errors import UnknownStore
 
 
-def test_driver_entry_points_are_scanned_once_per_name(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_manager_scans_driver_entry_points_once_per_name(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Any] = []
     real = manager_module.entry_points
 
@@ -20,7 +20,6 @@ def test_driver_entry_points_are_scanned_once_per_name(monkeypatch: pytest.Monke
         return real(**kwargs)
 
     monkeypatch.setattr(manager_module, "entry_points", counting)
-    monkeypatch.setattr(manager_module, "_LOADED", {})
     StoreManager({"stores": {f"m{i}": {"driver": "memory"} for i in range(50)}})
     assert len(calls) == 1, calls
     # an unknown driver is still an error naming what is installed (never cached)
