@@ -111,6 +111,11 @@ async def test_an_expired_probe_that_raises_something_else_leaves_no_cancel_requ
         await _until(lambda: manager["s0"].health.probes >= before + 2)
         report = manager["s0"].health
         assert report.last_error is not None and "request aborted" in report.last_error
+        # From now on every probe answers at once (no timer): once the one in flight is over,
+        # whatever cancel request the worker still carries is a leftover.
+        driver.probe_delay = 0.0
+        settled = manager["s0"].health.probes
+        await _until(lambda: manager["s0"].health.probes >= settled + 2)
         workers = _workers()
         assert len(workers) == 1
         assert workers[0].cancelling() == 0, f"cancelling() = {workers[0].cancelling()}"
@@ -180,10 +185,17 @@ async def test_a_drivers_own_cancel_scopes_inside_its_probe_keep_working() -> No
         for name in ("s0", "s1"):
             report = manager[name].health
             assert report.last_error is None, report.last_error
+        # The scopes cancel the worker while they expire: look once no hooked probe can run.
+        counts = {name: manager[name].health.probes for name in ("s0", "s1")}
+        for name in ("s0", "s1"):
+            _fake(manager, name).probe_hook = None
+        await _until(lambda: all(manager[n].health.probes >= counts[n] + 2 for n in counts))
         assert all(t.cancelling() == 0 for t in _workers())
+        for name in ("s0", "s1"):
+            _fake(manager, name).probe_hook = scopes
         me = asyncio.current_task()
         assert me is not None
-        report = await manager.probe("s0")
+        report = await manager["s0"].probe(immediate=True)  # runs in this task, joins nothing
         assert report.last_error is None
         assert me.cancelling() == 0
 
@@ -218,12 +230,6 @@ async def test_probes_do_not_run_in_the_context_of_whoever_asked_for_an_early_pr
     assert seen == [None, None]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ProbeRunner keeps one _inflight/_loop for all loops: a probe on another thread's "
-    "loop that ends first clears _inflight while this loop's probe still runs, so the next "
-    "caller here starts an overlapping probe instead of joining (pre-existing, not b4bb472)",
-)
 async def test_a_probe_on_another_threads_loop_does_not_let_a_second_probe_overlap_here() -> None:
     config = {
         "probe": {"interval": 1000.0, "timeout": 10.0, "initial": False},
@@ -248,12 +254,6 @@ _PROBING: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="4bf8f75 creates every worker task with context=self._context, one Context object "
-    "shared by all workers: a probe's ContextVar.set() is seen by the probes of the other "
-    "workers (and their resets interleave); each worker needs self._context.copy()",
-)
 async def test_workers_do_not_share_one_context() -> None:
     """Probes that set and reset a context variable around a wait (a tracing span, a decimal
     context, a logging context) must not see each other's values: each worker task needs a
