@@ -19,7 +19,6 @@ import heapq
 import logging
 import math
 import random
-import threading
 import time
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
@@ -389,32 +388,32 @@ class ProbeRunner:
         self._pool = pool
         self._hinted = 0
         self._refresh = refresh
-        #: The probe in flight on each thread's loop: its joiners.
-        self._inflight: dict[int, list[asyncio.Future[None]]] = {}
+        #: The probe in flight on each loop: its joiners.
+        self._inflight: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         self._errors = 0
         #: Called after each probe with (duration, error, verdicts) — the instrumentation hook.
         self.observer: Callable[[float, str | None, ProbeResult], None] | None = None
 
     async def run(self, immediate: bool = False) -> None:
         """Probe once (or join the probe in flight on this loop) and fold the verdicts in."""
-        # In flight per thread, i.e. per running loop (a thread runs one loop at a time): a
-        # probe on another thread's loop neither blocks nor ends this loop's probe.
-        thread = threading.get_ident()
+        # In flight per loop: a probe on another loop (another thread's, or one left pending
+        # on a loop that stopped) neither blocks nor ends this loop's probe.
+        loop = asyncio.get_running_loop()
         inflight = self._inflight
-        while (joiners := inflight.get(thread)) is not None:
+        while (joiners := inflight.get(loop)) is not None:
             # Joiners are rare (manager.probe() during a scheduled probe): only they pay for a
             # future; the scheduled probe itself creates none.
-            joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            joined: asyncio.Future[None] = loop.create_future()
             joiners.append(joined)
             await asyncio.shield(joined)
             if not immediate:
                 return
             # An immediate probe (no hysteresis) was asked for: the joined one was not that.
-        inflight[thread] = joiners = []
+        inflight[loop] = joiners = []
         try:
             await self._probe(immediate)
         finally:
-            del inflight[thread]
+            del inflight[loop]
             for fut in joiners:
                 if not fut.done():
                     fut.set_result(None)
@@ -589,6 +588,8 @@ class _Schedule:
     #: When the next probe is due (loop time); heap entries with another due are stale.
     due: float = math.inf
     busy: bool = False
+    #: A worker is running its probe now (``busy`` alone: it may still wait in the queue).
+    started: bool = False
     #: An early probe was granted while one was running: run again when it ends.
     early_pending: bool = False
     last_early: float = -math.inf
@@ -711,7 +712,9 @@ class Prober:
         if self._loop is None:
             return
         if sched.busy:
-            sched.early_pending = True
+            if sched.started:
+                sched.early_pending = True  # run again when this one ends
+            # else: queued, not started yet — that probe is the early one
         else:
             now = self._loop.time()
             self._push(sched, now)
@@ -786,6 +789,7 @@ class Prober:
                 self._waking -= 1
                 while ready:
                     sched = ready.popleft()
+                    sched.started = True
                     worker.current = sched
                     if not worker.spill_armed:
                         worker.spill_armed = True
@@ -796,7 +800,7 @@ class Prober:
                         log.exception("probe of store %r failed; continuing", sched.name)
                     finally:
                         worker.current = None
-                        sched.busy = False
+                        sched.busy = sched.started = False
                     if self._loop is None:
                         return  # the scheduler stopped (this probe swallowed the cancellation)
                     if sched.early_pending:
@@ -851,5 +855,5 @@ class Prober:
             self._ready.clear()
             self._waking = 0
             for sched in self._schedules.values():
-                sched.busy = False
+                sched.busy = sched.started = False
                 sched.early_pending = False

@@ -281,11 +281,6 @@ async def test_workers_do_not_share_one_context() -> None:
     assert mixed == [], f"probes saw each other's context values: {mixed[:5]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="90f1693 keys the probe in flight by thread, not by loop: a probe left pending on a "
-    "stopped loop makes a probe on this thread's next loop join it, and wait forever",
-)
 def test_a_probe_pending_on_a_stopped_loop_does_not_hold_up_the_next_loop_in_this_thread() -> None:
     config = {
         "probe": {"interval": 1000.0, "timeout": 30.0, "initial": False},
@@ -319,12 +314,6 @@ def test_a_probe_pending_on_a_stopped_loop_does_not_hold_up_the_next_loop_in_thi
     assert answered, "the probe on the second loop joined the one pending on the stopped loop"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an early probe granted while the store's probe is queued (busy, not started: every "
-    "worker inside another probe) sets early_pending: the queued probe, which starts after the "
-    "request, runs and then a second one back to back (two failures at once to hysteresis)",
-)
 async def test_an_early_probe_granted_while_queued_is_the_queued_probe() -> None:
     config = {
         "probe": {"timeout": 10.0, "initial": False, "max_concurrent_probes": 1},

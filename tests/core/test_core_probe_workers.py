@@ -70,7 +70,7 @@ async def test_probes_that_answer_at_once_arm_no_timer() -> None:
     assert far == [], f"{len(far)} timeout timers armed for {probes} probes"
 
 
-async def test_a_probe_that_swallows_its_timeout_counts_as_timed_out_and_leaves_no_cancel() -> None:
+async def test_a_probe_that_swallows_its_timeout_stands_and_leaves_no_cancel_behind() -> None:
     stores: dict[str, Any] = {f"s{i}": fake_store() for i in range(3)}
     config = {
         "probe": {"interval": 0.1, "timeout": 0.05, "initial": False, "max_concurrent_probes": 1},
@@ -83,6 +83,14 @@ async def test_a_probe_that_swallows_its_timeout_counts_as_timed_out_and_leaves_
         driver.probe_ignores_cancel = True
         await asyncio.sleep(1.0)
         counts = {n: manager[n].health.probes for n in stores}
+        # Let s0's probes answer at once, and wait for two more of them: no timer of a
+        # swallowing probe is about to fire while we look at the worker.
+        driver.probe_delay = 0.0
+        seen = manager["s0"].health.probes
+        for _ in range(1000):
+            if manager["s0"].health.probes >= seen + 2:
+                break
+            await asyncio.sleep(0.01)
         workers = [t for t in asyncio.all_tasks() if t.get_name() == "aiostore-probe-worker"]
         # One worker (max_concurrent_probes = 1) ran every probe; none is left cancelling.
         assert len(workers) == 1
