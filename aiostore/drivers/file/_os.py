@@ -55,6 +55,30 @@ def write_all(fd: int, chunks: list[bytes]) -> None:
         view = view[n:]
 
 
+_sync_file_range: Any = None
+_SYNC_FILE_RANGE_WRITE: Final = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing ``length`` bytes at ``offset`` back to the disk without waiting
+    (``sync_file_range(SYNC_FILE_RANGE_WRITE)``): a large put's final ``fsync`` then finds
+    little left to flush, and its dirty pages never pile up. Best effort: errors are ignored
+    (the ``fsync`` reports the truth), and where the call does not exist it is a no-op."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        _sync_file_range = False
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+        except (AttributeError, OSError):
+            pass
+        else:
+            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _sync_file_range = fn
+    if _sync_file_range:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
 def pread_all(fd: int, size: int, offset: int) -> bytes:
     data = os.pread(fd, min(size, MAX_IO), offset)
     if len(data) == size or not data:

@@ -9,12 +9,12 @@ Stateless: every call works from the root, so one session serves every caller.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Final
 
 from ...sdk import (
-    THREAD_HASH_MIN,
     DriverReader,
     DriverSession,
     Fence,
@@ -35,6 +35,13 @@ if TYPE_CHECKING:
 __all__ = ["FileSession"]
 
 _LIST_BATCH: Final = 256
+#: Chunks (of chunk_size) a large put may queue ahead of its writer thread.
+_FEED_CHUNKS: Final = 4
+
+
+def _retrieve(job: asyncio.Future[None]) -> None:
+    if not job.cancelled():
+        job.exception()  # an abandoned writer's error: the caller already has its own
 
 
 class FileSession(DriverSession):
@@ -84,21 +91,24 @@ class FileSession(DriverSession):
                     if chunk:
                         buf.append(chunk)
                         buffered += len(chunk)
+                # A larger one: one writer job for the whole put, fed through a bounded queue
+                # (the stream hashes each chunk in other threads meanwhile).
                 started = True
-                await run_blocking(p.run, "begin", buf, fence=p.fence)
-                buf = []
-                buffered = 0
-                async for chunk in it:
-                    if not chunk:
-                        continue
-                    buf.append(chunk)
-                    buffered += len(chunk)
-                    # Write a large chunk at once: the stream hashes it in other threads.
-                    if buffered >= limit or len(chunk) >= THREAD_HASH_MIN:
-                        await run_blocking(p.run, "write", buf, fence=p.fence)
-                        buf = []
-                        buffered = 0
-                await run_blocking(p.run, "commit", buf, fence=p.fence)
+                feed = _write.Feed(_FEED_CHUNKS * limit)
+                job = asyncio.ensure_future(run_blocking(p.run, "stream", buf, feed, fence=p.fence))
+                job.add_done_callback(_retrieve)
+                del buf
+                try:
+                    async for chunk in it:
+                        if chunk and not await feed.put(chunk):
+                            break  # the writer failed: its error comes from the job
+                    else:
+                        feed.end()
+                    await job
+                except BaseException:
+                    feed.stop()
+                    job.cancel()  # the job lets the thread go; it cannot commit any more
+                    raise
         except BaseException:
             if started:
                 # Runs under any cancellation; returns at once when a step still hangs (that

@@ -14,10 +14,18 @@ one step:
   whole life, so a running store tells a dead writer's file (unlocked) from a live one's and
   reclaims it (``_sweep.py``).
 
-Cancellation: the session runs each step with ``run_blocking(..., fence=put.fence)``. A caller
+A put is one thread hop: ``small`` (the whole object fits in one chunk) or ``stream``, where one
+job creates the file, writes what the event loop queues in its :class:`Feed` (bounded; several
+queued chunks go out in one ``writev``) and commits when the feed ends. The loop only queues
+chunks, so writing overlaps the stream's hashing without a hop per chunk. When the put fsyncs,
+the job starts the write-back of every few MiB as it goes, so the final ``fsync`` finds little
+left to flush (and dirty pages never pile up).
+
+Cancellation: the session runs the job with ``run_blocking(..., fence=put.fence)``. A caller
 cancelled while a step hangs in a system call gets control back at once; the step's thread runs
-on, and since its caller has gone, the fence makes its commit raise ``Abandoned``. Steps of one
-put never overlap, and the file descriptors belong to the thread side: when the caller asks to
+on, and since its caller has gone, the fence makes its commit raise ``Abandoned`` (and the
+feed, stopped, makes its next take raise it). The file descriptors belong to the thread side:
+when the caller asks to
 abort while a step still runs, that step cleans up as it ends, so no descriptor is ever closed
 under a running ``write`` and the temporary file goes as soon as the file system lets it.
 
@@ -31,6 +39,8 @@ a key.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import dataclasses
 import os
 import stat as st_
@@ -61,18 +71,127 @@ from ._os import (
     log,
     lstat_or_none,
     rename_noreplace,
+    start_writeback,
     unlink_quietly,
     write_all,
 )
 from ._tree import Pins, Tree
 
-__all__ = ["Put", "delete", "patch"]
+__all__ = ["Feed", "Put", "delete", "patch"]
 
 #: O_TMPFILE files are published through /proc/self/fd (linkat with AT_EMPTY_PATH needs
 #: CAP_DAC_READ_SEARCH); without /proc every put uses a named temporary file.
 _HAS_TMPFILE = HAS_TMPFILE and os.path.isdir("/proc/self/fd")
 #: Times a put walks again when a delete removed its (empty) directory under it.
 _RETRIES = 8
+#: Most bytes one ``writev`` of a large put's writer takes from its feed.
+_BATCH = 8 << 20
+#: A large put starts the write-back of every this many bytes as it goes (when it fsyncs).
+_WRITEBACK = 8 << 20
+
+
+class Feed:
+    """A large put's chunks on their way from the event loop to its writer thread: FIFO and
+    bounded by ``limit`` bytes not written yet. Handing a chunk over is a deque append; the loop
+    waits (a future the writer resolves) only when the writer falls behind, and then until it
+    is down to half the limit, so one wake-up lets several chunks through. There is no room
+    until the writer has created the file (:meth:`ready`): a put that fails there (a create-only
+    put of a key that exists) has pulled only a chunk of its input."""
+
+    def __init__(self, limit: int) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._pending = 0  # bytes queued or being written
+        self._size = limit
+        self._limit = 0  # until ready()
+        self._ended = False  # the loop handed over the last chunk
+        self._stopped = False  # the writer quit, or the loop gave up
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
+
+    # -- the event loop's side --------------------------------------------------------------------
+    async def put(self, chunk: bytes) -> bool:
+        """Queue ``chunk``; False when the writer has stopped (its error is the job's)."""
+        with self._cond:
+            if self._stopped:
+                return False
+            self._chunks.append(chunk)
+            self._pending += len(chunk)
+            self._cond.notify()
+            if self._pending < self._limit:
+                return True
+            waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            with self._cond:
+                if self._waiter is waiter:
+                    self._waiter = None
+        return not self._stopped
+
+    def end(self) -> None:
+        """The data is complete: the writer commits once it has written everything."""
+        with self._cond:
+            self._ended = True
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """No more chunks, and no commit: the writer raises ``Abandoned`` at its next take.
+        The writer calls it too as it quits, to release a loop that waits for room."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._wake(waiter)
+
+    # -- the writer's side (a worker thread) ----------------------------------------------------
+    def ready(self) -> None:
+        """The file exists: let the loop queue up to the limit."""
+        with self._cond:
+            self._limit = self._size
+            waiter = self._waiter
+            if waiter is None or self._pending >= self._limit:
+                return
+            self._waiter = None
+        self._wake(waiter)
+
+    def take(self) -> list[bytes] | None:
+        """The chunks queued (up to ``_BATCH`` bytes, at least one), or None at the end."""
+        with self._cond:
+            while not self._chunks and not self._ended and not self._stopped:
+                self._cond.wait()
+            if self._stopped:
+                raise Abandoned("the put was given up")
+            if not self._chunks:
+                return None
+            batch = [self._chunks.popleft()]
+            size = len(batch[0])
+            while self._chunks and size < _BATCH:
+                chunk = self._chunks.popleft()
+                batch.append(chunk)
+                size += len(chunk)
+            return batch
+
+    def written(self, n: int) -> None:
+        with self._cond:
+            self._pending -= n
+            waiter = self._waiter
+            if waiter is None or self._pending > self._limit // 2:
+                return
+            self._waiter = None
+        self._wake(waiter)
+
+    def _wake(self, waiter: asyncio.Future[None]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(_resolve, waiter)
+        except RuntimeError:  # pragma: no cover - the loop has closed: nobody waits any more
+            pass
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclasses.dataclass(eq=False)
@@ -98,27 +217,45 @@ class Put:
     pins: Pins = ()  # the key's directories, kept from this store's deletes until we end
 
     # -- the steps (each one thread hop) --------------------------------------------------------
-    def run(self, step: str, chunks: list[bytes]) -> None:
-        """``begin``, ``write``, ``commit`` or ``small`` (begin + commit) with ``chunks``."""
+    def run(self, step: str, chunks: list[bytes], feed: Feed | None = None) -> None:
+        """``small``: the whole object is ``chunks`` (begin + commit in one hop). ``stream``:
+        begin with ``chunks``, then write what ``feed`` brings and commit at its end (the
+        whole put in one hop: the loop only queues chunks)."""
         with self._lock:
             if self._closing:
+                if feed is not None:
+                    feed.stop()
                 raise Abandoned("the put was aborted")
             self._busy = True
         try:
             self.fence.check()
-            if step in ("begin", "small"):
-                self._begin(chunks)
-                chunks = []
-            if step == "write":
-                write_all(self.fd, chunks)
-            elif step in ("commit", "small"):
-                self._commit(chunks)
+            self._begin(chunks)
+            if feed is not None:
+                feed.ready()
+                self._drain(feed, sum(map(len, chunks)))
+            self._commit()
         finally:
+            if feed is not None:
+                feed.stop()  # a loop waiting for room hears that the writer has quit
             with self._lock:
                 self._busy = False
                 clean = self._closing
             if clean:  # the caller left while we ran: undo now that nothing uses the files
                 self._cleanup()
+
+    def _drain(self, feed: Feed, size: int) -> None:
+        """Write what ``feed`` brings until its end (``size``: bytes written so far)."""
+        flushed = 0
+        while (batch := feed.take()) is not None:
+            self.fence.check()
+            write_all(self.fd, batch)
+            n = sum(map(len, batch))
+            feed.written(n)
+            size += n
+            if self.tree.fsync and size - flushed >= _WRITEBACK:
+                # The disk writes while the rest streams in: the fsync waits for less.
+                start_writeback(self.fd, flushed, size - flushed)
+                flushed = size
 
     def abort(self) -> None:
         """Undo a put that did not commit: nothing of it may remain. Never raises. When a step
@@ -205,10 +342,9 @@ class Put:
         return self.dfd
 
     # -- commit ---------------------------------------------------------------------------------
-    def _commit(self, rest: list[bytes]) -> None:
-        """Write the last bytes, fsync, and publish the file under the key."""
+    def _commit(self) -> None:
+        """fsync the file and publish it under the key."""
         t = self.tree
-        write_all(self.fd, rest)
         if t.fsync:
             os.fsync(self.fd)
         with self.fence.commit():  # Abandoned when the caller has gone: nothing is published
