@@ -30,6 +30,7 @@ def test_defaults() -> None:
         "read_token_file",
         "body_timeout",
         "max_uploads",
+        "events_coalesce",
     ]
 
 
