@@ -27,10 +27,10 @@ INTERVAL = 0.02
 def _library_bytes() -> int:
     """Bytes allocated by aiostore itself (not the test's bookkeeping, not stored objects).
 
-    The key-validation cache is bounded (8192 keys) and emptied first: every write here uses
-    a new key, so it would fill up during the run by design.
+    The key check's cache (for keys off its fast path; bounded) is emptied first: every write
+    here uses a new key, so it would fill up during the run by design.
     """
-    aiostore._keys._problem.cache_clear()
+    aiostore._keys._explain.cache_clear()
     snap = tracemalloc.take_snapshot().filter_traces(
         [
             tracemalloc.Filter(True, "*/aiostore/*"),
