@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["FileSession"]
 
 _LIST_BATCH: Final = 256
-#: Chunks (of chunk_size) a large put may queue ahead of its writer thread.
+#: Chunks (of chunk_size) a large put may queue ahead of its writer thread, up to _FEED_MAX
+#: bytes (but always one chunk).
 _FEED_CHUNKS: Final = 4
+_FEED_MAX: Final = 16 << 20
 
 
 def _retrieve(job: asyncio.Future[None]) -> None:
@@ -94,7 +96,7 @@ class FileSession(DriverSession):
                 # A larger one: one writer job for the whole put, fed through a bounded queue
                 # (the stream hashes each chunk in other threads meanwhile).
                 started = True
-                feed = _write.Feed(_FEED_CHUNKS * limit)
+                feed = _write.Feed(max(limit, min(_FEED_CHUNKS * limit, _FEED_MAX)))
                 job = asyncio.ensure_future(run_blocking(p.run, "stream", buf, feed, fence=p.fence))
                 job.add_done_callback(_retrieve)
                 del buf
