@@ -1019,7 +1019,9 @@ async def test_a_put_cancelled_twice_natively_still_removes_its_temporary_file(
         store = manager["f"]
         put = asyncio.create_task(store.put("k", chunks()))
         await asyncio.wait_for(asked_again.wait(), 10)
-        assert open_fds_under(root)  # the put's file is open
+        # The put's writer job creates its file in a worker thread while the put already asks
+        # for more input: wait until the file is open.
+        assert await eventually(lambda: bool(open_fds_under(root)))
         # Every worker thread busy: the put's clean-up job has to queue.
         release = threading.Event()
         limiter = anyio.to_thread.current_default_thread_limiter()
