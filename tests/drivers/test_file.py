@@ -335,9 +335,9 @@ async def test_cancelled_put_leaves_nothing(
 
     task = asyncio.create_task(store.put("dir/obj", stalling(), overwrite=True))
     await asyncio.wait_for(midway.wait(), 10)
-    await asyncio.sleep(0.05)
-    # Mid-put: its file is open (unnamed where the file system has O_TMPFILE, else named).
-    assert open_fds_under(root)
+    # Mid-put: its file is open (unnamed where the file system has O_TMPFILE, else named) —
+    # by the writer job, in a worker thread: wait for it.
+    assert await eventually(lambda: bool(open_fds_under(root)))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
