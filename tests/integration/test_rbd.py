@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -260,6 +261,75 @@ async def test_unreachable_cluster_fails_within_connect_timeout(
         held = store.capabilities & ~Capability.DRIVER_REUSABLE
         assert held == Capability.NONE, store.health
     assert time.monotonic() - t0 < 10
+
+
+def _threads_in_connect() -> list[str]:
+    """Names of the threads now inside the driver's blocking connect (librados' ``connect``
+    or ``open_ioctx``), found by walking every thread's stack."""
+    from aiostore.drivers.rbd._session import RBDSession
+
+    code = RBDSession._connect_blocking.__code__
+    frames = sys._current_frames()
+    names = []
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident) if thread.ident is not None else None
+        while frame is not None:
+            if frame.f_code is code:
+                names.append(thread.name)
+                break
+            frame = frame.f_back
+    return names
+
+
+def _unreachable_conf(path: Path, extra: str = "") -> Path:
+    """A ceph.conf whose only monitor is a loopback port where nothing listens."""
+    from tests.support.net import free_port
+
+    path.write_text(
+        f"[global]\nmon host = 127.0.0.1:{free_port()}\nauth client required = none\n"
+        f"ms client mode = crc\nms mon client mode = crc\n{extra}"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "gives_up_after"),
+    [("", None), ("[client]\nclient mount timeout = 8\n", 8.0)],
+    ids=["driver-bound", "conffile-wins"],
+)
+async def test_an_abandoned_connect_thread_gives_up_with_connect_timeout(
+    rbd_bindings: None, tmp_path: Path, extra: str, gives_up_after: float | None
+) -> None:
+    """The worker thread a timed-out connect leaves behind does not wait out librados' own
+    limit (``client_mount_timeout``, 300 s by default), which would hold the interpreter's
+    exit that long: librados gives up about when ``connect_timeout`` runs out. A limit the
+    configuration file sets itself is kept."""
+    timeout = 1.0
+    conf = _unreachable_conf(tmp_path / "ceph.conf", extra)
+    table = {**{"driver": "rbd", "conffile": str(conf), "connect_timeout": timeout},
+             "probe": {"interval": 600, "timeout": 30}}  # fmt: skip
+    async with StoreManager({"stores": {"down": table}}) as manager:
+        t0 = time.monotonic()
+        report = await manager["down"].probe()  # a new connect, abandoned after its timeout
+        left = time.monotonic()
+        assert not report.healthy
+        assert left - t0 < timeout + 3, left - t0
+        if gives_up_after is not None:
+            # The configuration file's longer limit holds: librados is still trying.
+            assert time.monotonic() - t0 < gives_up_after - 1
+            assert _threads_in_connect()
+    # No connect starts once the manager is closed (the prober re-probes until then).
+    closed = time.monotonic()
+    limit = (gives_up_after or timeout) + 3.0
+    while stuck := _threads_in_connect():
+        waited = time.monotonic() - closed
+        assert waited < limit, f"{stuck} still in librados' connect {waited:.1f} s after close"
+        await asyncio.sleep(0.1)
+    REPORT.append(
+        f"rbd unreachable monitor ({'conffile limit' if gives_up_after else 'driver limit'}): "
+        f"probe failed after {left - t0:.1f} s, the last connect thread returned "
+        f"{time.monotonic() - closed:.1f} s after close (connect_timeout {timeout:g} s)"
+    )
 
 
 async def test_a_reader_keeps_its_version_across_delete_and_overwrite(
