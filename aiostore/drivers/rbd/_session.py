@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ...errors import BackendUnavailable, ChecksumMismatch, StoreError
 from ...sdk import (
@@ -39,6 +41,14 @@ T = TypeVar("T")
 
 #: Seconds a failed or cancelled put waits for its temporary image to be removed.
 ABORT_WAIT = 1.0
+
+#: librados' own limits on the waits of a connect, which the driver sets to ``connect_timeout``
+#: (whole seconds) unless the configuration file sets them: ``client_mount_timeout`` bounds
+#: ``connect`` (finding and authenticating with a monitor; 300 s by default) and
+#: ``rados_mon_op_timeout`` the wait for the first OSD map in ``open_ioctx`` and any later
+#: request to the monitors (no limit by default). Without them the worker thread of a connect
+#: whose caller timed out stays in librados that long, and the interpreter's exit waits for it.
+CONNECT_LIMITS: Final = ("client_mount_timeout", "rados_mon_op_timeout")
 
 
 class RBDSession(DriverSession):
@@ -77,7 +87,7 @@ class RBDSession(DriverSession):
         try:
             async with asyncio.timeout(o.connect_timeout + 1.0):
                 cluster, ioctx = await run_blocking(self._connect_blocking, fence, fence=fence)
-        except TimeoutError:
+        except (TimeoutError, self._rados.TimedOut):
             raise BackendUnavailable(
                 f"no connection to the cluster ({o.conffile}) within {o.connect_timeout:g} s",
                 revokes=Capability.RW_ACCESS,
@@ -98,12 +108,14 @@ class RBDSession(DriverSession):
         conf = {"keyring": o.keyring} if o.keyring else {}
         cluster = self._rados.Rados(conffile=o.conffile, rados_id=o.user, conf=conf)
         try:
-            cluster.connect(timeout=max(1, math.ceil(o.connect_timeout)))
+            _limit_waits(self._rados, cluster, o.connect_timeout)
+            cluster.connect()  # (its ``timeout`` argument is ignored by the bindings)
+            fence.check()  # the caller gave up: do not leave a connection behind
             try:
                 ioctx = cluster.open_ioctx(o.pool)
             except self._rados.ObjectNotFound:
                 raise BackendUnavailable(f"the pool {o.pool!r} does not exist") from None
-            fence.check()  # the caller gave up: do not leave a connection behind
+            fence.check()
         except BaseException:
             cluster.shutdown()
             raise
@@ -235,6 +247,33 @@ class RBDSession(DriverSession):
             verdicts[Capability.WRITE_ACCESS] = write
             verdicts[Capability.WRITE_RANDOM] = write
         return verdicts
+
+
+def _limit_waits(rados: ModuleType, cluster: Any, seconds: float) -> None:
+    """Set each of :data:`CONNECT_LIMITS` to ``seconds`` (rounded up) on a cluster handle not
+    yet connected, unless its configuration file changed it from librados' built-in value:
+    values set on the handle outrank the file's, so the file's are kept by not setting them."""
+    value = str(max(1, math.ceil(seconds)))
+    for name, default in _builtin_values(rados).items():
+        if cluster.conf_get(name) == default:
+            cluster.conf_set(name, value)
+
+
+@functools.cache
+def _builtin_values(rados: ModuleType) -> dict[str, str]:
+    """librados' values of :data:`CONNECT_LIMITS` on a handle that read no configuration file
+    (the options this librados does not know are left out)."""
+    bare = rados.Rados()
+    try:
+        values = {}
+        for name in CONNECT_LIMITS:
+            try:
+                values[name] = str(bare.conf_get(name))
+            except rados.Error:
+                continue
+        return values
+    finally:
+        bare.shutdown()
 
 
 class RBDReader(DriverReader):
