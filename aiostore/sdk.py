@@ -12,7 +12,8 @@ driver can do all that they do. ``docs/drivers.md`` walks through writing one.
 - **Keys**: :func:`validate_key`, :func:`validate_prefix` (the store validates keys before they
   reach a session; these are for keys a driver decodes from a listing).
 - **Blocking code and cancellation**: :func:`run_blocking` with a :class:`Fence` for the
-  irreversible step; :func:`shielded` for clean-ups that must finish under any cancellation.
+  irreversible step; :func:`run_in_lane` for short calls many stores make at once (probes: one
+  thread hop for a burst); :func:`shielded` for clean-ups that must finish under any cancellation.
 - **Errors**: :class:`ErrorMap` (a table from backend exception to aiostore error, applied at the
   driver's I/O edge), :data:`os_error_map`, :func:`map_os_error`, :func:`transport_error_map`
   (an HTTP driver's timeouts and connection failures).
@@ -38,6 +39,7 @@ from ._errormap import os_error_map as os_error_map
 from ._errormap import transport_error_map as transport_error_map
 from ._keys import validate_key as validate_key
 from ._keys import validate_prefix as validate_prefix
+from ._lane import run_in_lane as run_in_lane
 from ._metacodec import decode_metadata as decode_metadata
 from ._metacodec import encode_metadata as encode_metadata
 from ._redact import install_secret_filter as install_secret_filter
@@ -85,6 +87,7 @@ __all__ = [
     "rechunk",
     "redacted_options",
     "run_blocking",
+    "run_in_lane",
     "shielded",
     "transport_error_map",
     "validate_key",

@@ -14,6 +14,10 @@ quota; a device that only fails at flush time shows within ``FSYNC_EVERY`` probe
 through any put, whose own fsync failing revokes WRITE_ACCESS passively). The probe then also
 reclaims dead writers' temporary files (one ``scandir`` of ``.aiostore-tmp``; ``_sweep.py``).
 
+The probe's system calls cost ~30 µs of CPU, a thread hop more than twice that: probes that do
+not fsync run on the event loop's lane (``run_in_lane``), so the probes of many stores due at
+once share one hop; those that fsync (milliseconds of waiting) take a thread of their own.
+
 A probe thread stuck in a hung file system is abandoned by its caller (``run_blocking``) but
 still counted: until it returns, later probes fail at once instead of piling up more threads.
 """
@@ -56,11 +60,13 @@ _NAMED: Final = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 class Claim:
     """One probe call (guarded by ``Prober._lock``)."""
 
-    __slots__ = ("dropped", "started")
+    __slots__ = ("dropped", "started", "sync")
 
-    def __init__(self) -> None:
+    def __init__(self, sync: bool) -> None:
         self.started = False
         self.dropped = False
+        #: Whether this probe fsyncs its probe file (decided up front: such a probe is slow).
+        self.sync = sync
 
 
 class Prober:
@@ -80,7 +86,8 @@ class Prober:
         with self._lock:
             if self._claim is not None:
                 return None
-            self._claim = Claim()
+            self._count += 1
+            self._claim = Claim(not self._healthy or self._count % FSYNC_EVERY == 0)
             return self._claim
 
     @staticmethod
@@ -102,14 +109,14 @@ class Prober:
                 return {}
             claim.started = True
         try:
-            result = self._probe()
+            result = self._probe(claim.sync)
         finally:
             with self._lock:
                 self._claim = None
         self._healthy = all(v.healthy for v in result.values())
         return result
 
-    def _probe(self) -> ProbeResult:
+    def _probe(self, sync: bool) -> ProbeResult:
         t = self.tree
         root = t.root
         read = Verdict.ok()
@@ -133,10 +140,10 @@ class Prober:
                 read = Verdict.fail(f"root not readable: {root}: {strerror(exc)}")
         verdicts = {Capability.READ_ACCESS: read, Capability.READ_RANDOM: read}
         if t.probe_writes:  # never write to a store configured read-only
-            verdicts[Capability.WRITE_ACCESS] = self._probe_write() if read.healthy else read
+            verdicts[Capability.WRITE_ACCESS] = self._probe_write(sync) if read.healthy else read
         return verdicts
 
-    def _probe_write(self) -> Verdict:
+    def _probe_write(self, sync: bool) -> Verdict:
         t = self.tree
         o = t.options
         try:
@@ -157,8 +164,6 @@ class Prober:
                     f"disk full: {free * 100.0 / total:.1f}% free"
                     f" < min_free_percent {o.min_free_percent:g}%"
                 )
-        self._count += 1
-        sync = not self._healthy or self._count % FSYNC_EVERY == 0
         error = self._write_probe_file(sync)
         if error is not None:
             self._tmpfile = None  # learn again: the root may be another file system by now

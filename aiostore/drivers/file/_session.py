@@ -22,6 +22,7 @@ from ...sdk import (
     ObjectInfo,
     ProbeResult,
     run_blocking,
+    run_in_lane,
     shielded,
 )
 from . import _listing, _meta, _reader, _write
@@ -60,7 +61,10 @@ class FileSession(DriverSession):
             # A probe thread stuck in a hung file system: do not pile up more of them.
             return prober.busy()
         try:
-            return await run_blocking(prober.run, claim)
+            if claim.sync:  # an fsync: slow, so a thread of its own
+                return await run_blocking(prober.run, claim)
+            # The others queue on the loop's lane: a burst of stores' probes costs one hop.
+            return await run_in_lane(prober.run, claim)
         except BaseException:
             prober.drop(claim)
             raise

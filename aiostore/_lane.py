@@ -1,0 +1,191 @@
+"""A lane: short blocking calls of one event loop, drained back to back by as few threads as do.
+
+Every :func:`~aiostore._cancel.run_blocking` call is a thread hop: the call is handed to a pool
+thread (waking a sleeping one), and its result is handed back to the loop. On a small virtual
+machine that hand-over costs ~70-80 µs of CPU — more than a file store's whole probe (six system
+calls). A thousand file stores probed every second paid it a thousand times a second.
+
+A lane queues the calls of one event loop instead; a thread that has just finished one call
+takes the next queued one without going to sleep, so a burst of calls (every probe due within
+the scheduler's tick) costs one thread wake-up, not one per call. When the queue is empty the
+thread returns to the pool.
+
+A call that hangs (a stalled mount) must not hold up the rest of the queue: a thread that has
+been inside one call for longer than :data:`STUCK` no longer counts as draining the lane, and the
+next call queued — or, for calls already waiting, a timer on the loop — starts another thread.
+Threads stuck in hung calls are bounded as with ``run_blocking``: the pool is.
+
+Cancellation: a caller cancelled while its call waits in the queue gets control back at once and
+the call never runs; a caller cancelled while its call runs gets control back at once and the
+thread finishes the call on its own (its result is dropped) — as with ``run_blocking`` without a
+fence, so the calls queued here must be ones that may run on after their caller has gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
+
+from ._cancel import _executor
+
+__all__ = ["STUCK", "WINDOW", "run_in_lane"]
+
+T = TypeVar("T")
+
+#: A thread inside one call for longer than this (seconds) is presumed stuck: another one starts.
+STUCK: Final = 0.01
+#: How long the first call queued waits for others before a thread starts on them (seconds).
+WINDOW: Final = 0.001
+
+_QUEUED: Final = 0
+_RUNNING: Final = 1
+_DROPPED: Final = 2
+
+
+class _Job(Generic[T]):
+    __slots__ = ("args", "fn", "future", "state")
+
+    def __init__(self, fn: Callable[..., T], args: tuple[object, ...], future: asyncio.Future[T]):
+        self.fn = fn
+        self.args = args
+        self.future = future
+        self.state = _QUEUED
+
+
+class _Runner:
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        #: When the call it runs started (``time.monotonic``); 0.0 between calls.
+        self.since = 0.0
+
+
+class _Lane:
+    """One event loop's queue of blocking calls and the threads draining it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._jobs: collections.deque[_Job[Any]] = collections.deque()
+        self._runners: list[_Runner] = []
+        #: Results the threads have handed back that the loop has not given out yet.
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        #: Threads started (statistics: how many hops the queued calls cost).
+        self.started = 0
+
+    async def run(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
+        future: asyncio.Future[T] = self._loop.create_future()
+        job = _Job(fn, args, future)
+        with self._lock:
+            self._jobs.append(job)
+        if self._timer is None:
+            # The thread starts a moment later, with every call queued meanwhile (the probes
+            # due in one scheduler tick are launched over many loop turns).
+            self._timer = self._loop.call_later(WINDOW, self._watch)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            with self._lock:
+                if job.state == _QUEUED:
+                    job.state = _DROPPED  # never runs; the thread that pops it skips it
+            raise
+
+    def _watch(self) -> None:
+        """Loop timer while calls wait: start a thread unless one drains the lane — none runs,
+        or every one has been inside its call for longer than :data:`STUCK`."""
+        self._timer = None
+        with self._lock:
+            if not self._jobs:
+                return
+            now = time.monotonic()
+            runner: _Runner | None = _Runner()
+            for other in self._runners:
+                if not other.since or now - other.since < STUCK:
+                    runner = None
+                    break
+            if runner is not None:
+                self._runners.append(runner)
+        if runner is not None:
+            self.started += 1
+            try:
+                _executor().submit(self._drain, runner)
+            except BaseException:
+                with self._lock:
+                    self._runners.remove(runner)
+                raise
+        self._timer = self._loop.call_later(STUCK, self._watch)
+
+    def _drain(self, runner: _Runner) -> None:
+        """A pool thread: run queued calls one after another until none is left."""
+        lock, jobs = self._lock, self._jobs
+        while True:
+            with lock:
+                job = None
+                while jobs:
+                    job = jobs.popleft()
+                    if job.state == _QUEUED:
+                        break
+                    job = None
+                if job is None:
+                    runner.since = 0.0
+                    self._runners.remove(runner)
+                    return
+                job.state = _RUNNING
+                runner.since = time.monotonic()
+            try:
+                result = job.fn(*job.args)
+            except BaseException as exc:  # handed to the caller
+                outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (
+                    job.future,
+                    None,
+                    exc,
+                )
+            else:
+                outcome = (job.future, result, None)
+            with lock:
+                runner.since = 0.0
+                ring = not self._done
+                self._done.append(outcome)
+            if ring:  # one wake-up of the loop for every result handed back until it looks
+                try:
+                    self._loop.call_soon_threadsafe(self._collect)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    with lock:
+                        self._done.clear()
+
+    def _collect(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+        for future, result, exc in done:
+            if future.done():
+                continue  # the caller was cancelled meanwhile
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+
+
+_lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane] = weakref.WeakKeyDictionary()
+_lanes_lock = threading.Lock()
+
+
+def lane() -> _Lane:
+    """The running loop's lane."""
+    loop = asyncio.get_running_loop()
+    found = _lanes.get(loop)
+    if found is None:
+        with _lanes_lock:
+            found = _lanes.setdefault(loop, _Lane(loop))
+    return found
+
+
+async def run_in_lane(fn: Callable[..., T], *args: object) -> T:
+    """Run ``fn(*args)`` — a short blocking call that may run on after its caller has gone — in
+    the running loop's lane (see the module's docstring)."""
+    return await lane().run(fn, args)
