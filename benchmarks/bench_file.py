@@ -29,6 +29,12 @@ own row has 1.0); ``client_cpu_s`` rows likewise (CPU seconds per object, lower 
 ``vs_3thread`` (large-put, aiostore) is aiostore's throughput over the 3-thread overlap's; for
 ``peak_rss_growth_mib`` rows it is the value over the 64 MiB budget (≤ 1 meets it).
 ``python benchmarks/bench_file.py [--quick]`` prints a table and the targets.
+
+Every sample also carries where its CPU went (the process's system time, each thread's CPU in
+the measured region) and how long its threads waited for a core (``runq_wait_s``, from
+``/proc/self/task/*/schedstat``): with 2 cores shared, a large wait says the machine was busy
+and the throughput ratios are noise (a 3-thread contender then also gets more of the machine
+than a 1-thread one), while CPU per object stays comparable.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import hashlib
 import json
 import os
 import queue
+import resource
 import shutil
 import statistics
 import subprocess
@@ -119,16 +126,56 @@ def _small_payload(i: int) -> bytes:
     return i.to_bytes(8, "little") * (SMALL_SIZE // 8)
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _thread_times() -> dict[str, tuple[float, float]]:
+    """Per thread of this process, by name: (CPU seconds, seconds waiting for a core)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, tuple[float, float]] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                wait = int(f.read().split()[1]) / 1e9
+        except (FileNotFoundError, IndexError, ValueError):
+            continue
+        name = names.get(int(tid), tid)
+        if name.startswith("aiostore_"):
+            name = "worker"  # run_blocking's pool (a large put's writer)
+        cpu = (int(fields[11]) + int(fields[12])) / _TICK
+        prev = out.get(name, (0.0, 0.0))
+        out[name] = (prev[0] + cpu, prev[1] + wait)
+    return out
+
+
 class _Clock:
-    """Wall and process CPU time of the measured region only (setup excluded)."""
+    """Wall and process CPU time of the measured region only (setup excluded), the system part
+    of that CPU, and each thread's CPU and wait for a core."""
 
     def __enter__(self) -> _Clock:
+        self.threads = _thread_times()
+        self.sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.wall
         self.cpu = time.process_time() - self.cpu
+        self.sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime - self.sys
+        before, self.threads = self.threads, {}
+        for name, (cpu, wait) in _thread_times().items():
+            cpu0, wait0 = before.get(name, (0.0, 0.0))
+            self.threads[name] = (cpu - cpu0, wait - wait0)
+
+    def sample(self) -> dict[str, float]:
+        out = {"seconds": self.wall, "cpu": self.cpu, "sys": self.sys}
+        out["runq_wait_s"] = sum(wait for _, wait in self.threads.values())
+        for name, (cpu, _) in self.threads.items():
+            if cpu >= 0.005:
+                out[f"cpu:{name}"] = cpu
+        return out
 
 
 async def _child_async(scenario: str, contender: str, root: str, size: int, rnd: int) -> _Clock:
@@ -253,7 +300,7 @@ def _three(root: str, size: int, rnd: int) -> _Clock:
 def _child(scenario: str, contender: str, root: str, size: int, rnd: int) -> dict[str, float]:
     if contender == THREE:
         clock = _three(root, size, rnd)
-        return {"seconds": clock.wall, "cpu": clock.cpu, "rss_growth_mib": 0.0}
+        return {**clock.sample(), "rss_growth_mib": 0.0}
     if contender != BLOCKING:
         import aiofiles  # noqa: F401 - imported before the baseline, like everything else
 
@@ -263,11 +310,7 @@ def _child(scenario: str, contender: str, root: str, size: int, rnd: int) -> dic
         clock = _blocking(scenario, root, size, rnd)
     else:
         clock = asyncio.run(_child_async(scenario, contender, root, size, rnd))
-    return {
-        "seconds": clock.wall,
-        "cpu": clock.cpu,
-        "rss_growth_mib": (_vm_hwm_kib() - before) / 1024,
-    }
+    return {**clock.sample(), "rss_growth_mib": (_vm_hwm_kib() - before) / 1024}
 
 
 # -- the parent: rounds, interleaving, medians --------------------------------------------------
@@ -426,6 +469,7 @@ def _table(samples: Samples, rows: list[dict[str, Any]]) -> str:
             f" {min(rates):>7.0f}–{max(rates):<7.0f} {row['ratio']:>6.2f} {cpu:>6.2f} {rss:>13.1f}"
         )
     lines.append("")
+    lines += _cpu_lines(samples)
     for scenario in dict.fromkeys(r["scenario"] for r in rows):
         ratio = _row(rows, scenario, "rate")["ratio"]
         rss = _row(rows, scenario, "peak_rss_growth_mib")["value"]
@@ -445,6 +489,26 @@ def _table(samples: Samples, rows: list[dict[str, Any]]) -> str:
         budget = f"{RSS_BUDGET_MIB:g}"
         lines.append(f"{ok} {scenario}: peak RSS growth {rss:.1f} MiB (target ≤ {budget} MiB)")
     return "\n".join(lines)
+
+
+def _cpu_lines(samples: Samples) -> list[str]:
+    """Where the CPU went (medians: system part, per thread) and the waits for a core."""
+    lines = []
+    for (scenario, contender), runs in samples.items():
+        if scenario == "small-put":
+            continue
+        med = statistics.median
+        if contender == THREE:  # its threads have ended (joined) when the clock stops
+            lines.append(f"{scenario:10s} {contender:16s} cpu {med(s['cpu'] for s in runs):.2f} s")
+            continue
+        names = sorted({k for s in runs for k in s if k.startswith("cpu:")})
+        threads = ", ".join(f"{k[4:]} {med(s.get(k, 0.0) for s in runs):.2f}" for k in names)
+        lines.append(
+            f"{scenario:10s} {contender:16s} cpu {med(s['cpu'] for s in runs):.2f} s"
+            f" (sys {med(s.get('sys', 0.0) for s in runs):.2f}; {threads});"
+            f" waited for a core {med(s.get('runq_wait_s', 0.0) for s in runs):.2f} s"
+        )
+    return [*lines, ""] if lines else []
 
 
 def main(argv: list[str] | None = None) -> int:
