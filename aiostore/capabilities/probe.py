@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("aiostore.probe")
+#: Jitter draws (bound once: the scheduler draws one per probe).
+_random: Final = random.random
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +387,9 @@ class ProbeRunner:
         self._hint = hint
         self.health = health
         self._checks = tuple((cap, int(cap)) for cap in checks)
+        #: The capabilities a probe checks now (those of ``_checks`` configured in ``_checks_for``).
+        self._checks_for = -1
+        self._checking: list[Capability] = []
         self._pool = pool
         self._hinted = 0
         self._refresh = refresh
@@ -422,7 +427,10 @@ class ProbeRunner:
         health = self.health
         cfg = health.config
         configured = int(health.state.snapshot.configured)
-        checks = [cap for cap, bits in self._checks if bits & configured]
+        if configured != self._checks_for:  # what to check follows the configured set
+            self._checks_for = configured
+            self._checking = [cap for cap, bits in self._checks if bits & configured]
+        checks = self._checking
         proven, health.proven = health.proven, 0
         started = time.monotonic()
         error: str | None = None
@@ -740,9 +748,7 @@ class Prober:
                 # Start to start: a late wake-up (a busy machine) or a slow probe does not push
                 # the schedule back. Never a burst to catch up (starts stay ≥ interval/2 apart);
                 # an early probe restarts the schedule.
-                self._push(
-                    sched, max(due + interval * random.uniform(0.9, 1.1), now + interval / 2)
-                )
+                self._push(sched, max(due + interval * (0.9 + 0.2 * _random()), now + interval / 2))
                 if not sched.busy:  # else still probing (slower than its interval): skip a turn
                     sched.busy = True
                     ready.append(sched)
