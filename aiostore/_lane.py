@@ -69,7 +69,9 @@ class _Lane:
     """One event loop's queue of blocking calls and the threads draining it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak: the lanes map is keyed by loop, and a value holding its key would keep every
+        # loop that ever probed a file store alive.
+        self._loop_ref = weakref.ref(loop)
         self._lock = threading.Lock()
         self._jobs: collections.deque[_Job[Any]] = collections.deque()
         self._runners: list[_Runner] = []
@@ -80,14 +82,15 @@ class _Lane:
         self.started = 0
 
     async def run(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
-        future: asyncio.Future[T] = self._loop.create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         job = _Job(fn, args, future)
         with self._lock:
             self._jobs.append(job)
         if self._timer is None:
             # The thread starts a moment later, with every call queued meanwhile (the probes
             # due in one scheduler tick are launched over many loop turns).
-            self._timer = self._loop.call_later(WINDOW, self._watch)
+            self._timer = loop.call_later(WINDOW, self._watch)
         try:
             return await future
         except asyncio.CancelledError:
@@ -119,7 +122,9 @@ class _Lane:
                 with self._lock:
                     self._runners.remove(runner)
                 raise
-        self._timer = self._loop.call_later(STUCK, self._watch)
+        loop = self._loop_ref()
+        if loop is not None:
+            self._timer = loop.call_later(STUCK, self._watch)
 
     def _drain(self, runner: _Runner) -> None:
         """A pool thread: run queued calls one after another until none is left."""
@@ -153,8 +158,11 @@ class _Lane:
                 ring = not self._done
                 self._done.append(outcome)
             if ring:  # one wake-up of the loop for every result handed back until it looks
+                loop = self._loop_ref()
                 try:
-                    self._loop.call_soon_threadsafe(self._collect)
+                    if loop is None:
+                        raise RuntimeError("the loop is gone")
+                    loop.call_soon_threadsafe(self._collect)
                 except RuntimeError:  # the loop is closed: nobody waits any more
                     with lock:
                         self._done.clear()

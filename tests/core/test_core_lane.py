@@ -205,3 +205,24 @@ def test_each_loop_has_its_own_lane() -> None:
     for t in threads:
         t.join(10)
     assert len({id(v) for v in seen.values()}) == 3
+
+
+def test_a_finished_loop_is_not_kept_alive_by_its_lane() -> None:
+    """The lanes are keyed by loop: a lane must not hold its loop (every loop that ever probed
+    a file store would stay in memory)."""
+    import gc
+    import weakref
+
+    refs: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        refs.append(weakref.ref(asyncio.get_running_loop()))
+        assert await asyncio.gather(*(run_in_lane(pow, j, 2) for j in range(5))) == [
+            j * j for j in range(5)
+        ]
+        await _drained()
+        await asyncio.sleep(STUCK * 2)  # the lane's timer has run out
+
+    asyncio.run(main())
+    gc.collect()
+    assert refs[0]() is None
