@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from aiohttp import hdrs, web
 
+from .._manager import StoreManager
 from ..capabilities.flags import NAMED, Capability
 from ._errors import BadArgument, json_response
 from ._events import ChangeStream, snapshot_event, sse, summary_event
@@ -64,7 +65,7 @@ async def get_store(request: web.Request) -> web.StreamResponse:
     """``GET /stores/{store}``: one store's snapshot entry."""
     manager = manager_of(request)
     store = manager[request.match_info["store"]]
-    return json_response(manager.snapshot([store.name])["stores"][store.name])
+    return json_response(_entry(manager, store.name))
 
 
 async def probe_store(request: web.Request) -> web.StreamResponse:
@@ -72,7 +73,7 @@ async def probe_store(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     store = manager[request.match_info["store"]]
     await store.probe()
-    return json_response(manager.snapshot([store.name])["stores"][store.name])
+    return json_response(_entry(manager, store.name))
 
 
 async def list_objects(request: web.Request) -> web.StreamResponse:
@@ -149,7 +150,7 @@ async def change_capabilities(request: web.Request) -> web.StreamResponse:
         caps = _capability_names(body, "unset")
         store.unset_capabilities(caps, reason=reason.strip() or "unset by an operator")
         log.info("store %s: %s unset by an operator: %s", store.name, caps.names, reason)
-    return json_response(manager.snapshot([store.name])["stores"][store.name])
+    return json_response(_entry(manager, store.name))
 
 
 # -- events and the dashboard -------------------------------------------------------------------
@@ -238,3 +239,9 @@ async def asset(dashboard: Dashboard, request: web.Request) -> web.StreamRespons
         charset="utf-8",
         headers={hdrs.CACHE_CONTROL: "no-cache"},
     )
+
+
+def _entry(manager: StoreManager, name: str) -> dict[str, Any]:
+    """One store's snapshot entry (built for that store alone)."""
+    entry: dict[str, Any] = manager.snapshot([name])["stores"][name]
+    return entry

@@ -12,7 +12,6 @@ import base64
 import binascii
 import bisect
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -152,7 +151,8 @@ def store_page(manager: StoreManager, query: StoreQuery) -> dict[str, Any]:
     page = matched[start : start + query.limit]
     more = start + query.limit < len(matched)
     names = [store.name for _, store in page]
-    snap = _entries(manager, names)
+    # Only the page's stores: the selection above is cheap, a snapshot entry is not.
+    snap = manager.snapshot(names)
     snap.update(
         names=names,
         capabilities=capability_columns(),
@@ -163,8 +163,3 @@ def store_page(manager: StoreManager, query: StoreQuery) -> dict[str, Any]:
         next=_encode_cursor(query.sort, page[-1][0]) if more and page else None,
     )
     return snap
-
-
-def _entries(manager: StoreManager, names: Sequence[str]) -> dict[str, Any]:
-    # Only the page's stores: the selection above is cheap, a snapshot entry is not.
-    return manager.snapshot(names)
