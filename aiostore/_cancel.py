@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -138,20 +139,67 @@ async def run_blocking(
         raise
 
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
+class _Pool:
+    """aiostore's worker threads: at most ``size``, started as needed, reused when idle.
+
+    Unlike ``concurrent.futures.ThreadPoolExecutor`` (whose threads the interpreter joins at
+    exit), these are daemon threads: a thread abandoned in a hung system call (a stalled mount,
+    librados waiting for a stopped cluster) must not hold up the exit of a program whose every
+    caller has long gone. Such a thread can no longer commit anything (its :class:`Fence`), and
+    a caller waits for a thread that is committing, so nothing that was promised is cut short.
+    """
+
+    def __init__(self, size: int, prefix: str) -> None:
+        self._size = size
+        self._prefix = prefix
+        self._queue: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]
+        ] = queue.SimpleQueue()
+        #: Threads waiting for work (released by a thread that finished a call).
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._threads = 0
+
+    def submit(self, fn: Callable[..., T], /, *args: Any) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((future, fn, args))
+        if self._idle.acquire(blocking=False):
+            return future  # an idle thread takes it
+        with self._lock:
+            if self._threads >= self._size:
+                return future  # the first thread to finish takes it
+            self._threads += 1
+            name = f"{self._prefix}_{self._threads - 1}"
+        threading.Thread(target=self._work, name=name, daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        get = self._queue.get
+        while True:
+            future, fn, args = get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args)
+                except BaseException as exc:  # handed to the caller
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, fn, args  # nothing of a finished call outlives it here
+            self._idle.release()
+
+
+_pool: _Pool | None = None
 _pool_lock = threading.Lock()
 
 
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
+def _executor() -> _Pool:
     """aiostore's worker threads: one bounded pool per process, apart from asyncio's default
     executor (threads abandoned in a hung system call must not starve name resolution)."""
     global _pool
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                _pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=MAX_THREADS, thread_name_prefix="aiostore"
-                )
+                _pool = _Pool(MAX_THREADS, "aiostore")
     return _pool
 
 
