@@ -77,7 +77,11 @@ class _Lane:
         self._runners: list[_Runner] = []
         #: Results the threads have handed back that the loop has not given out yet.
         self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        #: Queued calls whose callers were cancelled (still in ``_jobs``, skipped when popped).
+        self._dropped = 0
+        #: Whether ``_watch`` is scheduled. A flag, not the timer handle: the handle holds the
+        #: loop, and the loop closing with the timer pending would stay in the lanes map.
+        self._armed = False
         #: Threads started (statistics: how many hops the queued calls cost).
         self.started = 0
 
@@ -87,22 +91,32 @@ class _Lane:
         job = _Job(fn, args, future)
         with self._lock:
             self._jobs.append(job)
-        if self._timer is None:
+        if not self._armed:
             # The thread starts a moment later, with every call queued meanwhile (the probes
             # due in one scheduler tick are launched over many loop turns).
-            self._timer = loop.call_later(WINDOW, self._watch)
+            loop.call_later(WINDOW, self._watch)
+            self._armed = True
         try:
             return await future
         except asyncio.CancelledError:
             with self._lock:
                 if job.state == _QUEUED:
                     job.state = _DROPPED  # never runs; the thread that pops it skips it
+                    self._dropped += 1
+                    jobs = self._jobs
+                    if self._dropped * 2 > len(jobs):
+                        # Threads all held up (hung calls, a full pool) pop nothing: callers
+                        # timing out interval after interval must not pile up here.
+                        live = [j for j in jobs if j.state == _QUEUED]
+                        jobs.clear()
+                        jobs.extend(live)
+                        self._dropped = 0
             raise
 
     def _watch(self) -> None:
         """Loop timer while calls wait: start a thread unless one drains the lane — none runs,
         or every one has been inside its call for longer than :data:`STUCK`."""
-        self._timer = None
+        self._armed = False
         with self._lock:
             if not self._jobs:
                 return
@@ -118,13 +132,22 @@ class _Lane:
             self.started += 1
             try:
                 _executor().submit(self._drain, runner)
-            except BaseException:
+            except Exception as exc:  # no thread: the calls waiting for one get the error
                 with self._lock:
                     self._runners.remove(runner)
-                raise
+                    waiting = [j for j in self._jobs if j.state == _QUEUED]
+                    self._jobs.clear()
+                    self._dropped = 0
+                    for job in waiting:
+                        job.state = _DROPPED
+                for job in waiting:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                return
         loop = self._loop_ref()
         if loop is not None:
-            self._timer = loop.call_later(STUCK, self._watch)
+            loop.call_later(STUCK, self._watch)
+            self._armed = True
 
     def _drain(self, runner: _Runner) -> None:
         """A pool thread: run queued calls one after another until none is left."""
@@ -136,6 +159,7 @@ class _Lane:
                     job = jobs.popleft()
                     if job.state == _QUEUED:
                         break
+                    self._dropped -= 1
                     job = None
                 if job is None:
                     runner.since = 0.0
@@ -143,14 +167,15 @@ class _Lane:
                     return
                 job.state = _RUNNING
                 runner.since = time.monotonic()
+            outcome: tuple[asyncio.Future[Any], Any, BaseException | None]
             try:
                 result = job.fn(*job.args)
+            except StopIteration as exc:  # a future refuses it (TypeError): as asyncio does
+                error = RuntimeError("StopIteration cannot be raised into a Future")
+                error.__cause__ = exc
+                outcome = (job.future, None, error)
             except BaseException as exc:  # handed to the caller
-                outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (
-                    job.future,
-                    None,
-                    exc,
-                )
+                outcome = (job.future, None, exc)
             else:
                 outcome = (job.future, result, None)
             with lock:
