@@ -163,7 +163,8 @@ class _Lane:
                     job = None
                 if job is None:
                     runner.since = 0.0
-                    self._runners.remove(runner)
+                    if runner in self._runners:  # not if its start was given up (_watch)
+                        self._runners.remove(runner)
                     return
                 job.state = _RUNNING
                 runner.since = time.monotonic()
