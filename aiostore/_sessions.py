@@ -40,6 +40,8 @@ CLOSE_TIMEOUT: Final = 10.0
 #: Wraps a session in layers (e.g. fault injection); ``None`` when there are none.
 Wrapper = Callable[[DriverSession], DriverSession]
 
+_get_ident: Final = threading.get_ident
+
 
 @dataclass(eq=False, slots=True)
 class Shared:
@@ -50,6 +52,8 @@ class Shared:
     view: DriverSession
     loop: asyncio.AbstractEventLoop
     thread: int
+    #: The session's class defines ``is_broken``: ask it (the base class's is always False).
+    may_break: bool = True
     users: int = 0
     retired: bool = False
     closed: bool = False
@@ -119,12 +123,12 @@ class SessionPool:
         A thread runs at most one event loop at a time, so "this thread's slot, whose loop is
         running" is the running loop's slot (loops are not handed between threads while alive).
         """
-        slot = self._by_thread.get(threading.get_ident())
+        slot = self._by_thread.get(_get_ident())
         if (
             slot is not None
             and not slot.retired
             and slot.loop.is_running()
-            and not slot.session.is_broken
+            and not (slot.may_break and slot.session.is_broken)
         ):
             slot.users += 1
             return slot
@@ -175,7 +179,13 @@ class SessionPool:
                 self.closed += 1
                 await close_quietly(session, self.store)
                 raise StoreError("the store manager is closed", store=self.store)
-            new = Shared(session, self._view(session), loop, threading.get_ident())
+            new = Shared(
+                session,
+                self._view(session),
+                loop,
+                _get_ident(),
+                type(session).is_broken is not DriverSession.is_broken,
+            )
             self._by_loop[loop] = new
             self._by_thread[new.thread] = new
             if self._broke:

@@ -32,7 +32,7 @@ from ._faults import FaultPlan, FaultySession
 from ._keys import _problem as _key_problem
 from ._keys import validate_key, validate_prefix
 from ._readers import ObjectLister, ObjectReader
-from ._sessions import SessionPool
+from ._sessions import SessionPool, Shared
 from ._stream import PutStream
 from ._types import Metadata, ObjectInfo, StoredObject
 from .capabilities.check import CEILINGS, check
@@ -144,6 +144,8 @@ _PROVES: Final = {
     "list": int(Capability.READ_ACCESS),
 }
 _RANGED: Final = int(Capability.READ_RANDOM)
+_READ: Final = int(Capability.READ_ACCESS)
+_READ_CEILING: Final = CEILINGS["read"]
 
 
 def _moved(method: str, result: Any, args: tuple[Any, ...]) -> int:
@@ -383,6 +385,16 @@ class Store:
             self._observe(operation, started, None, _moved(method, result, args))
         return result
 
+    async def _lost(
+        self, slot: Shared, exc: BaseException, key: str | None, operation: str
+    ) -> BaseException:
+        """A straight path's session call raised: give the session back (a session-level error
+        retires it), then step 4."""
+        pool = self._pool
+        if pool.release_nowait(slot, exc):
+            await pool.close_slot(slot)
+        return self._failed(exc, key, operation)
+
     def _failed(self, exc: BaseException, key: str | None, operation: str) -> BaseException:
         """Step 4: translate a stray low-level error, fill in context, react to passive signals."""
         if not isinstance(exc, StoreError):
@@ -524,10 +536,33 @@ class Store:
 
     async def read(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
         """Read ``key`` (or ``length`` bytes from ``offset``) into memory."""
-        key = self._admit("read", key, offset, length)
-        data: bytes = await self._call("read", key, "read", key, offset, length)
-        if offset or length is not None:
-            self._health.proven |= _RANGED  # a ranged read proves random access too
+        # The hottest operation: its common case is written out. A plain valid key, plain range
+        # arguments and a store holding all a read can need pass step 1 without a call (any
+        # other case takes _admit, which raises or passes); unless an instrument observes
+        # operations, the loop's usable shared session is then called directly, given back
+        # and its failures handled as _call does.
+        if (
+            key.__class__ is not str
+            or _key_problem(key) is not None
+            or offset.__class__ is not int
+            or offset < 0
+            or (length is not None and (length.__class__ is not int or length < 0))
+            or self._state.snapshot.bits & _READ_CEILING != _READ_CEILING
+        ):
+            key = self._admit("read", key, offset, length)
+        pool = self._pool
+        slot = None if self._instruments.wants_operations else pool.acquire_nowait()
+        if slot is None:
+            data: bytes = await self._call("read", key, "read", key, offset, length)
+        else:
+            try:
+                data = await slot.view.read(key, offset, length)
+            except BaseException as exc:
+                raise await self._lost(slot, exc, key, "read")
+            if pool.release_nowait(slot):
+                await pool.close_slot(slot)
+        # The evidence rule; a ranged read proves random access too.
+        self._health.proven |= _RANGED if offset or length is not None else _READ
         return data
 
     async def write(self, key: str, data: bytes, *, offset: int) -> int:

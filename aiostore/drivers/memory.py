@@ -151,7 +151,10 @@ class MemorySession(DriverSession):
         return BytesReader(view, info=info)
 
     async def read(self, key: str, offset: int, length: int | None) -> bytes:
-        data = self._get(key).data
+        obj = self._d.objects.get(key)
+        if obj is None:
+            raise NotFound("no such object", key=key)
+        data = obj.data
         if offset == 0 and length is None:
             return data
         end = len(data) if length is None else offset + length
