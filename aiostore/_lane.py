@@ -11,14 +11,18 @@ the scheduler's tick) costs one thread wake-up, not one per call. When the queue
 thread returns to the pool.
 
 A call that hangs (a stalled mount) must not hold up the rest of the queue: a thread that has
-been inside one call for longer than :data:`STUCK` no longer counts as draining the lane, and the
-next call queued — or, for calls already waiting, a timer on the loop — starts another thread.
-Threads stuck in hung calls are bounded as with ``run_blocking``: the pool is.
+been inside one call for longer than :data:`STUCK` no longer counts as draining the lane, and a
+timer on the loop (every STUCK while calls wait) starts another thread. So does a call that has
+waited longer than STUCK (slow calls, none of them hung, must not each wait for all those ahead
+of it in turn). Threads stuck in hung calls are bounded as with ``run_blocking``: the pool is;
+while a thread asked of the pool has not started, no other is asked for.
 
 Cancellation: a caller cancelled while its call waits in the queue gets control back at once and
-the call never runs; a caller cancelled while its call runs gets control back at once and the
-thread finishes the call on its own (its result is dropped) — as with ``run_blocking`` without a
-fence, so the calls queued here must be ones that may run on after their caller has gone.
+the call never runs (nor stays queued for long: behind threads all held up, callers timing out
+again and again must not pile up); a caller cancelled while its call runs gets control back at
+once and the thread finishes the call on its own (its result is dropped) — as with
+``run_blocking`` without a fence, so the calls queued here must be ones that may run on after
+their caller has gone.
 """
 
 from __future__ import annotations
@@ -48,21 +52,28 @@ _DROPPED: Final = 2
 
 
 class _Job(Generic[T]):
-    __slots__ = ("args", "fn", "future", "state")
+    __slots__ = ("args", "fn", "future", "queued", "state")
 
     def __init__(self, fn: Callable[..., T], args: tuple[object, ...], future: asyncio.Future[T]):
         self.fn = fn
         self.args = args
         self.future = future
         self.state = _QUEUED
+        #: When it was queued (``time.monotonic``).
+        self.queued = time.monotonic()
+
+
+#: ``_Runner.since`` of a thread asked for that has not started yet.
+_PENDING: Final = -1.0
 
 
 class _Runner:
     __slots__ = ("since",)
 
     def __init__(self) -> None:
-        #: When the call it runs started (``time.monotonic``); 0.0 between calls.
-        self.since = 0.0
+        #: When the call it runs started (``time.monotonic``); 0.0 between calls; _PENDING
+        #: until the pool starts it.
+        self.since = _PENDING
 
 
 class _Lane:
@@ -114,18 +125,28 @@ class _Lane:
             raise
 
     def _watch(self) -> None:
-        """Loop timer while calls wait: start a thread unless one drains the lane — none runs,
-        or every one has been inside its call for longer than :data:`STUCK`."""
+        """Loop timer while calls wait: start a thread when none drains the lane — none runs,
+        or every one has been inside its call for longer than :data:`STUCK` — or when the
+        oldest call has waited longer than that (slow calls: each one a little shorter than
+        STUCK must not make the last of many wait for all the others in turn). Not while a
+        thread asked for has not started (the pool is busy: asking again would pile up)."""
         self._armed = False
         with self._lock:
-            if not self._jobs:
+            jobs = self._jobs
+            if not jobs:
                 return
             now = time.monotonic()
             runner: _Runner | None = _Runner()
-            for other in self._runners:
-                if not other.since or now - other.since < STUCK:
-                    runner = None
-                    break
+            if now - jobs[0].queued <= STUCK:
+                for other in self._runners:
+                    if other.since <= 0.0 or now - other.since < STUCK:
+                        runner = None  # it drains the lane (or is about to: _PENDING)
+                        break
+            else:
+                for other in self._runners:
+                    if other.since == _PENDING:
+                        runner = None
+                        break
             if runner is not None:
                 self._runners.append(runner)
         if runner is not None:
