@@ -8,7 +8,7 @@ import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -30,17 +30,35 @@ TRANSPORT = os.environ.get("AIOSTORE_S3_TRANSPORT", "")
 QUIET_PROBE = {"interval": 3600.0, "timeout": 5.0}
 
 
+class Writes:
+    """Counts the write requests (PUT/POST/DELETE) moto has started to handle."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = 0
+
+    def start(self) -> None:
+        with self._lock:
+            self._started += 1
+
+    @property
+    def started(self) -> int:
+        with self._lock:
+            return self._started
+
+
 @dataclass(frozen=True, slots=True)
 class Moto:
     host: str
     port: int
+    writes: Writes = field(default_factory=Writes)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
 
-def _linearize_writes(server: ThreadedMotoServer) -> None:
+def _linearize_writes(server: ThreadedMotoServer, writes: Writes) -> None:
     """moto checks ``If-None-Match: *`` and then stores, in threads of its own with no lock, so
     two concurrent create-only puts can both win there, unlike on S3. Serialize moto's handling
     of writes so that the server is linearizable like S3 and the tests test the driver."""
@@ -51,6 +69,7 @@ def _linearize_writes(server: ThreadedMotoServer) -> None:
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE"):
+            writes.start()
             with lock:
                 return inner(environ, start_response)
         return inner(environ, start_response)
@@ -65,9 +84,10 @@ def moto() -> Iterator[Moto]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        _linearize_writes(server)
+        writes = Writes()
+        _linearize_writes(server, writes)
         host, port = server.get_host_and_port()
-        yield Moto(host, port)
+        yield Moto(host, port, writes)
     finally:
         server.stop()
 
