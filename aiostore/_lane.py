@@ -136,39 +136,46 @@ class _Lane:
             if not jobs:
                 return
             now = time.monotonic()
-            runner: _Runner | None = _Runner()
-            if now - jobs[0].queued <= STUCK:
-                for other in self._runners:
-                    if other.since <= 0.0 or now - other.since < STUCK:
-                        runner = None  # it drains the lane (or is about to: _PENDING)
-                        break
-            else:
-                for other in self._runners:
-                    if other.since == _PENDING:
-                        runner = None
-                        break
-            if runner is not None:
+            draining = pending = False
+            for other in self._runners:
+                if other.since == _PENDING:
+                    pending = draining = True
+                elif not other.since or now - other.since < STUCK:
+                    draining = True
+            runner = None
+            if not pending and (not draining or now - jobs[0].queued > STUCK):
+                runner = _Runner()
                 self._runners.append(runner)
-        if runner is not None:
-            self.started += 1
-            try:
-                _executor().submit(self._drain, runner)
-            except Exception as exc:  # no thread: the calls waiting for one get the error
-                with self._lock:
-                    self._runners.remove(runner)
-                    waiting = [j for j in self._jobs if j.state == _QUEUED]
-                    self._jobs.clear()
-                    self._dropped = 0
-                    for job in waiting:
-                        job.state = _DROPPED
-                for job in waiting:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+        try:
+            if runner is not None:
+                self.started += 1
+                try:
+                    _executor().submit(self._drain, runner)
+                except BaseException:
+                    with self._lock:
+                        self._runners.remove(runner)
+                    raise
+        except Exception as exc:
+            if not draining:  # no thread: the calls waiting for one get the error
+                self._fail_waiting(exc)
                 return
-        loop = self._loop_ref()
-        if loop is not None:
-            loop.call_later(STUCK, self._watch)
-            self._armed = True
+            # Another thread drains the lane: its calls wait for it.
+        finally:  # even on KeyboardInterrupt: the calls waiting are not forgotten
+            loop = self._loop_ref()
+            if loop is not None and self._jobs and not self._armed:
+                loop.call_later(STUCK, self._watch)
+                self._armed = True
+
+    def _fail_waiting(self, exc: Exception) -> None:
+        with self._lock:
+            waiting = [j for j in self._jobs if j.state == _QUEUED]
+            self._jobs.clear()
+            self._dropped = 0
+            for job in waiting:
+                job.state = _DROPPED
+        for job in waiting:
+            if not job.future.done():
+                job.future.set_exception(exc)
 
     def _drain(self, runner: _Runner) -> None:
         """A pool thread: run queued calls one after another until none is left."""

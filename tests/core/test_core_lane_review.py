@@ -221,3 +221,33 @@ async def test_slow_calls_do_not_queue_up_behind_each_other() -> None:
     took = time.monotonic() - start
     assert took < calls * slow / 2, f"{calls} calls of {slow * 1000:.0f} ms took {took:.3f} s"
     await _drained()
+
+
+def test_a_keyboard_interrupt_while_starting_a_thread_forgets_no_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C lands in the lane's timer as it asks the pool for a thread: it leaves the loop,
+    and when the program runs the loop on, the call still waiting gets its thread."""
+    pool = _cancel._executor()
+    submit = pool.submit
+
+    def interrupted(fn: Any, /, *args: Any) -> Any:
+        monkeypatch.setattr(pool, "submit", submit)
+        raise KeyboardInterrupt
+
+    async def call() -> int:
+        return await run_in_lane(pow, 6, 2)
+
+    async def finish(task: asyncio.Future[int]) -> int:
+        with anyio.fail_after(5):
+            return await task
+
+    monkeypatch.setattr(pool, "submit", interrupted)
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(call())
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(task)
+        assert loop.run_until_complete(finish(task)) == 36
+    finally:
+        loop.close()
