@@ -3,6 +3,7 @@ store configurations and a fault proxy in front of the server."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -61,7 +62,11 @@ class Moto:
 def _linearize_writes(server: ThreadedMotoServer, writes: Writes) -> None:
     """moto checks ``If-None-Match: *`` and then stores, in threads of its own with no lock, so
     two concurrent create-only puts can both win there, unlike on S3. Serialize moto's handling
-    of writes so that the server is linearizable like S3 and the tests test the driver."""
+    of writes so that the server is linearizable like S3 and the tests test the driver.
+
+    A request's body is received before it takes the lock: a client that stalls or vanishes
+    halfway through a body (a cancelled part upload, whose truncated request the fault proxy
+    keeps open for a while) must not hold up every other write, as it would not on S3."""
     wsgi = server._server  # werkzeug's server; handlers read `.app` per request
     assert wsgi is not None
     inner = wsgi.app
@@ -70,11 +75,34 @@ def _linearize_writes(server: ThreadedMotoServer, writes: Writes) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE"):
             writes.start()
+            body = _body(environ)
+            if body is None:  # the client went away mid-body: nothing to store
+                start_response("400 Bad Request", [("Content-Length", "0")])
+                return [b""]
+            environ["wsgi.input"] = io.BytesIO(body)
             with lock:
                 return inner(environ, start_response)
         return inner(environ, start_response)
 
     wsgi.app = app
+
+
+def _body(environ: dict[str, Any]) -> bytes | None:
+    """The whole body of a WSGI request (chunked ones come de-chunked), None when the client
+    went away before sending all of it."""
+    stream = environ["wsgi.input"]
+    if environ.get("wsgi.input_terminated"):
+        data: bytes = stream.read()
+        return data
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    parts: list[bytes] = []
+    while length > 0:
+        part = stream.read(min(length, 1 << 20))
+        if not part:
+            return None
+        parts.append(part)
+        length -= len(part)
+    return b"".join(parts)
 
 
 @pytest.fixture(scope="session")
