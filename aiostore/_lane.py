@@ -233,6 +233,11 @@ class _Lane:
                 future.set_exception(exc)
 
 
+#: The loop's attribute holding its lane: the loop and its lane are then garbage together (a
+#: map keyed by loop would keep, through its value, a loop closed with calls queued or results
+#: not handed back — their futures hold it).
+_ATTR: Final = "_aiostore_lane"
+#: Lanes of loops that take no attributes (a loop without ``__dict__``).
 _lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane] = weakref.WeakKeyDictionary()
 _lanes_lock = threading.Lock()
 
@@ -240,10 +245,18 @@ _lanes_lock = threading.Lock()
 def lane() -> _Lane:
     """The running loop's lane."""
     loop = asyncio.get_running_loop()
-    found = _lanes.get(loop)
+    found: _Lane | None = getattr(loop, _ATTR, None)
     if found is None:
-        with _lanes_lock:
-            found = _lanes.setdefault(loop, _Lane(loop))
+        found = _lanes.get(loop)
+        if found is None:
+            with _lanes_lock:
+                found = getattr(loop, _ATTR, None) or _lanes.get(loop)
+                if found is None:
+                    found = _Lane(loop)
+                    try:
+                        setattr(loop, _ATTR, found)
+                    except AttributeError:
+                        _lanes[loop] = found
     return found
 
 

@@ -251,3 +251,51 @@ def test_a_keyboard_interrupt_while_starting_a_thread_forgets_no_call(
         assert loop.run_until_complete(finish(task)) == 36
     finally:
         loop.close()
+
+
+def test_a_loop_closed_with_a_call_still_queued_is_not_kept_alive() -> None:
+    """A loop stopped and closed while a call of a task it never finished waits for the lane's
+    thread: the call never runs, and nothing of the lane keeps the closed loop (its task, the
+    call's future) alive."""
+    refs: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    ran: list[int] = []
+
+    async def start() -> None:
+        refs.append(weakref.ref(asyncio.get_running_loop()))
+        pending = [asyncio.ensure_future(run_in_lane(ran.append, 1))]
+        await asyncio.sleep(0)  # queued; the lane's timer (WINDOW) has not fired yet
+        assert not pending[0].done()
+
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # "Task was destroyed but pending"
+    loop.run_until_complete(start())
+    loop.close()
+    del loop
+    gc.collect()
+    assert refs[0]() is None, gc.get_referrers(refs[0]())
+    assert ran == []
+
+
+def test_a_loop_that_takes_no_attributes_still_has_one_lane() -> None:
+    """Loops implemented in C (uvloop) may refuse the lane as an attribute: a map keeps it."""
+
+    class Sealed(asyncio.SelectorEventLoop):
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == _lane._ATTR:
+                raise AttributeError(name)
+            super().__setattr__(name, value)
+
+    async def main() -> None:
+        first = lane()
+        assert await asyncio.gather(*(run_in_lane(pow, j, 2) for j in range(5))) == [
+            j * j for j in range(5)
+        ]
+        assert lane() is first
+        assert _lane._lanes.get(asyncio.get_running_loop()) is first
+        await _drained()
+
+    loop = Sealed()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
