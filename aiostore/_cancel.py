@@ -170,7 +170,17 @@ class _Pool:
                 return future  # the first thread to finish takes it
             self._threads += 1
             name = f"{self._prefix}_{self._threads - 1}"
-        threading.Thread(target=self._work, name=name, daemon=True).start()
+        try:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+        except BaseException:
+            with self._lock:
+                self._threads -= 1  # not started: the count stays true
+                others = self._threads
+            if not others:
+                # Nobody would ever run it: it must not run later either (the caller is told
+                # it failed). With other threads, the first to finish takes it.
+                future.cancel()
+                raise
         return future
 
     def _work(self) -> None:

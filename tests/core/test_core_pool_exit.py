@@ -48,3 +48,29 @@ def test_an_abandoned_hung_thread_does_not_hold_up_exit() -> None:
     assert done.returncode == 0, done.stderr
     assert "main returned" in done.stdout
     assert time.monotonic() - start < 20
+
+
+def test_a_thread_that_cannot_start_is_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool counts a thread before starting it: one that fails to start is given back (or
+    after 32 such failures queued work would never run), and work whose submit failed never
+    runs later (its caller was told it failed)."""
+    import threading
+
+    from aiostore._cancel import _Pool
+
+    pool = _Pool(2, "test-pool")
+    start = threading.Thread.start
+    ran: list[int] = []
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    for i in range(3):
+        with pytest.raises(RuntimeError):
+            pool.submit(ran.append, i)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    assert pool.submit(pow, 2, 5).result(timeout=5) == 32
+    assert pool.submit(pow, 2, 6).result(timeout=5) == 64
+    assert ran == []
+    assert pool._threads <= 2
