@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
@@ -61,6 +62,13 @@ _GONE: Final = frozenset({404, 410})
 _PROBE_RANGE: Final = MappingProxyType({"Range": "bytes=0-0"})
 _READ_RANDOM: Final = Capability.READ_RANDOM
 _READ_ACCESS: Final = Capability.READ_ACCESS
+#: A character ``quote(key, safe="/")`` would escape: a key without any is its own URL path.
+_UNQUOTED: Final = re.compile(r"[^A-Za-z0-9_.~/-]")
+
+
+def url_path(key: str) -> str:
+    """``quote(key, safe="/")``: a key with nothing to escape (the common one) is its own path."""
+    return key if _UNQUOTED.search(key) is None else quote(key, safe="/")
 
 
 class HTTPDriver(Driver[HTTPOptions]):
@@ -150,7 +158,7 @@ class HTTPSession(DriverSession):
         # Keys reaching a session are validated by the facade, but manager.session() hands this
         # object out directly: validate again (cached) so a URL can never leave base_url.
         validate_key(key, self._store)
-        return URL(self._base + quote(key, safe="/"), encoded=True)
+        return URL(self._base + url_path(key), encoded=True)
 
     async def _exchange(
         self,
