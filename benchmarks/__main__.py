@@ -89,11 +89,14 @@ def targets() -> list[Target]:
     t.append(Target("http-large", "get", h.THROUGHPUT, 0.95, "raw aiohttp", "goal"))
     t.append(Target("http-small", "get", h.OPS, 0.9, "raw aiohttp"))
     t.append(Target("http-small", "get", h.CPU_OP, 1.2, "raw aiohttp", "goal"))
+    t.append(Target("http-small", "get", h.CPU_OP, 1.1, "raw aiohttp", "issue #16"))
     for sc, ops in (("file-large", "put get"), ("s3-large", "put get"), ("http-large", "get")):
         for op in ops.split():
             t.append(Target(sc, op, h.RSS, 64, stat="max"))
     t.append(Target("memory", "check-routine", h.LATENCY, 1.0, source="goal"))
     t.append(Target("memory", "read", h.LATENCY, 1.1, "memory driver session (direct)", "goal"))
+    t.append(Target("memory", "check-routine", h.LATENCY, 0.25, source="issue #16"))
+    t.append(Target("memory", "read", h.LATENCY, 1.5, source="issue #16"))
     return t
 
 
