@@ -20,15 +20,7 @@ from aiostore import StoreManager, _cancel, _lane
 from aiostore._lane import lane, run_in_lane
 from aiostore.drivers.file import _probe
 
-
-async def _drained() -> None:
-    """Wait until the running loop's lane has no thread left."""
-    here = lane()
-    for _ in range(500):
-        if not here._runners:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the lane's threads did not return")
+from .test_core_lane import _drained
 
 
 async def _until(condition: Callable[[], bool]) -> None:

@@ -304,15 +304,7 @@ async def test_failed_abort_is_retried_after_a_successful_write(
     probes (traffic proves its health): the first successful write after the outage aborts the
     stranded upload."""
     store = outage_manager["s3"]
-    task = asyncio.create_task(store.put("k", outage_source(proxy, admin, bucket), overwrite=True))
-    for _ in range(1000):
-        if proxy.mode.kind == "503" and proxy.counts["503"] >= 1:
-            break
-        await asyncio.sleep(0.01)
-    await cancel_twice(task)
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, 30)
-    assert len(uploads(admin, bucket)) == 1
+    await strand_cancelled_put(store, proxy, admin, bucket)
     proxy.pass_through()
     await store.put("other", b"x")
     for _ in range(500):
