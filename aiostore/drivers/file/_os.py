@@ -57,6 +57,25 @@ def write_all(fd: int, chunks: list[bytes]) -> None:
 
 _sync_file_range: Any = None
 _SYNC_FILE_RANGE_WRITE: Final = 2
+#: SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER
+_SYNC_FILE_RANGE_WAIT: Final = 1 | 2 | 4
+
+
+def _sync_range(fd: int, offset: int, length: int, flags: int) -> None:
+    """``sync_file_range`` (loaded once from libc); a no-op where it does not exist."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        _sync_file_range = False
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+        except (AttributeError, OSError):  # pragma: no cover - not glibc / not Linux
+            pass
+        else:
+            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _sync_file_range = fn
+    if _sync_file_range:
+        _sync_file_range(fd, offset, length, flags)
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -64,19 +83,19 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     (``sync_file_range(SYNC_FILE_RANGE_WRITE)``): a large put's final ``fsync`` then finds
     little left to flush, and its dirty pages never pile up. Best effort: errors are ignored
     (the ``fsync`` reports the truth), and where the call does not exist it is a no-op."""
-    global _sync_file_range
-    if _sync_file_range is None:
-        _sync_file_range = False
-        try:
-            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-        except (AttributeError, OSError):
-            pass
-        else:
-            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            fn.restype = ctypes.c_int
-            _sync_file_range = fn
-    if _sync_file_range:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+    _sync_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def drop_written(fd: int, offset: int, length: int) -> None:
+    """Wait until ``length`` bytes at ``offset`` are on the disk (their write-back started
+    long ago: usually no wait), then drop them from the page cache. Best effort: errors are
+    ignored (the ``fsync`` reports the truth); without ``sync_file_range`` only the clean pages
+    go (the kernel never drops a dirty one)."""
+    _sync_range(fd, offset, length, _SYNC_FILE_RANGE_WAIT)
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except (AttributeError, OSError):  # pragma: no cover - no fadvise here
+        pass
 
 
 def pread_all(fd: int, size: int, offset: int) -> bytes:

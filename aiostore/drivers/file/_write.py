@@ -49,12 +49,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ctypes
 import dataclasses
 import os
 import stat as st_
 import threading
-from typing import Any
 
 from ...errors import (
     BackendUnavailable,
@@ -77,6 +75,7 @@ from ._os import (
     PATCH,
     TMPFILE,
     close_quietly,
+    drop_written,
     lock_nowait,
     log,
     lstat_or_none,
@@ -206,36 +205,6 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-_sync_file_range: Any = None
-_loaded = False
-#: SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER
-_SYNC_RANGE_WAIT = 1 | 2 | 4
-
-
-def _drop_written(fd: int, offset: int, length: int) -> None:
-    """Wait until ``length`` bytes at ``offset`` are on the disk (their write-back started
-    long ago: usually no wait), then drop them from the page cache. Best effort: errors are
-    ignored (the ``fsync`` reports the truth); without ``sync_file_range`` only the clean pages
-    go (the kernel never drops a dirty one)."""
-    global _sync_file_range, _loaded
-    if not _loaded:
-        _loaded = True
-        try:
-            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-        except (AttributeError, OSError):  # pragma: no cover - not glibc / not Linux
-            pass
-        else:
-            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            fn.restype = ctypes.c_int
-            _sync_file_range = fn
-    if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length, _SYNC_RANGE_WAIT)
-    try:
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-    except (AttributeError, OSError):  # pragma: no cover - no fadvise here
-        pass
-
-
 @dataclasses.dataclass(eq=False)
 class Put:
     """One put in progress; its methods run in worker threads, one at a time."""
@@ -300,7 +269,7 @@ class Put:
                 flushed = size
                 if flushed - dropped > _KEEP:
                     # Written long enough ago: its page frames take the next writes.
-                    _drop_written(self.fd, dropped, flushed - _KEEP - dropped)
+                    drop_written(self.fd, dropped, flushed - _KEEP - dropped)
                     dropped = flushed - _KEEP
 
     def abort(self) -> None:
