@@ -80,8 +80,8 @@ class _Lane:
     """One event loop's queue of blocking calls and the threads draining it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Weak: the lanes map is keyed by loop, and a value holding its key would keep every
-        # loop that ever probed a file store alive.
+        # Weak: a lane in the fallback map (keyed by loop) holding its key would keep that loop
+        # alive for ever; the loop holds its lane (see lane()).
         self._loop_ref = weakref.ref(loop)
         self._lock = threading.Lock()
         self._jobs: collections.deque[_Job[Any]] = collections.deque()
