@@ -44,6 +44,7 @@ from ...sdk import run_blocking
 from ._body import Body as RequestBody
 from ._options import MAX_POOL_CONNECTIONS, S3Options
 from ._sigv4 import EMPTY_SHA256, SigV4, canonical_host
+from ._wire import MAX_BODY, WireAnswer, WirePool
 
 __all__ = ["LeanClient"]
 
@@ -83,9 +84,8 @@ class LeanClient:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=options.connect_timeout, sock_read=options.read_timeout
         )
-        connector = aiohttp.TCPConnector(
-            limit=max(MAX_POOL_CONNECTIONS, 2 * options.max_concurrency)
-        )
+        limit = max(MAX_POOL_CONNECTIONS, 2 * options.max_concurrency)
+        connector = aiohttp.TCPConnector(limit=limit)
         self._http = aiohttp.ClientSession(
             connector=connector, timeout=timeout, auto_decompress=False
         )
@@ -101,6 +101,15 @@ class LeanClient:
         self._virtual = self._use_virtual(options)
         self._hosts: dict[str, str] = {}
         self._signer = SigV4(options.region)
+        #: Small exchanges (HEAD, DELETE, a PUT from memory, a GET read whole) skip aiohttp's
+        #: client: see ._wire.
+        self._wire = WirePool(
+            parts.scheme,
+            parts.port,
+            limit=limit,
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
+        )
 
     @staticmethod
     def _use_virtual(options: S3Options) -> bool:
@@ -111,7 +120,10 @@ class LeanClient:
         return options.endpoint_url is None and bool(_DNS_BUCKET.match(options.bucket))
 
     async def close(self) -> None:
-        await self._http.close()
+        try:
+            await self._wire.close()
+        finally:
+            await self._http.close()
 
     # -- requests -------------------------------------------------------------------------------
     def _target(
@@ -182,6 +194,34 @@ class LeanClient:
             await self._raise(op, method, response)
         return response
 
+    async def _exchange(
+        self,
+        op: str,
+        method: str,
+        bucket: str,
+        name: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | RequestBody | None = None,
+    ) -> WireAnswer:
+        """Sign and send on the fast path (see ._wire); the answer of a 2xx (else a
+        ClientError). Bodies up to ``MAX_BODY`` only."""
+        _, host, path, _ = self._target(bucket, name, None)
+        credentials = await self._frozen_credentials()
+        payload_hash = await self._payload_hash(body)
+        sent = self._signer.sign(credentials, method, host, path, [], headers or {}, payload_hash)
+        pieces: bytes | list[memoryview] | None = None
+        if body is not None:
+            sent["Content-Type"] = "application/octet-stream"
+            pieces = body.views() if isinstance(body, RequestBody) else body
+        answer = await self._wire.exchange(method, host, path, sent, pieces)
+        if answer.status >= 300:
+            code, message = _error_of(b"" if method == "HEAD" else answer.body)
+            raise _client_error(
+                op, answer.status, code or str(answer.status), message, answer.headers
+            )
+        return answer
+
     async def _frozen_credentials(self) -> Any:
         credentials = self._credentials
         if credentials is None:
@@ -215,8 +255,7 @@ class LeanClient:
 
     # -- the client methods the driver calls ----------------------------------------------------
     async def head_bucket(self, *, Bucket: str) -> dict[str, Any]:
-        response = await self._send("HeadBucket", "HEAD", Bucket)
-        response.release()
+        await self._exchange("HeadBucket", "HEAD", Bucket)
         return {}
 
     async def create_bucket(
@@ -234,9 +273,8 @@ class LeanClient:
         return {}
 
     async def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
-        response = await self._send("HeadObject", "HEAD", Bucket, Key)
-        response.release()
-        return _object_headers(response)
+        answer = await self._exchange("HeadObject", "HEAD", Bucket, Key)
+        return _object_headers(answer.headers)
 
     async def get_object(
         self, *, Bucket: str, Key: str, Range: str | None = None, IfMatch: str | None = None
@@ -247,9 +285,15 @@ class LeanClient:
         if IfMatch is not None:
             headers["If-Match"] = IfMatch
         response = await self._send("GetObject", "GET", Bucket, Key, headers=headers)
-        result = _object_headers(response)
+        result = _object_headers(response.headers)
         result["Body"] = _StreamingBody(response)
         return result
+
+    async def read_object(self, *, Bucket: str, Key: str, Range: str | None = None) -> bytes:
+        """GetObject, the body read whole (the fast path: no streaming body to hand out)."""
+        headers = {"Range": Range} if Range is not None else None
+        answer = await self._exchange("GetObject", "GET", Bucket, Key, headers=headers)
+        return answer.body
 
     async def put_object(
         self,
@@ -263,13 +307,17 @@ class LeanClient:
         headers = _meta_headers(Metadata)
         if IfNoneMatch is not None:
             headers["If-None-Match"] = IfNoneMatch
+        if len(Body) <= MAX_BODY:
+            answer = await self._exchange(
+                "PutObject", "PUT", Bucket, Key, headers=headers, body=Body
+            )
+            return {"ETag": answer.headers.get("ETag")}
         response = await self._send("PutObject", "PUT", Bucket, Key, headers=headers, body=Body)
         response.release()
         return {"ETag": response.headers.get("ETag")}
 
     async def delete_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
-        response = await self._send("DeleteObject", "DELETE", Bucket, Key)
-        response.release()
+        await self._exchange("DeleteObject", "DELETE", Bucket, Key)
         return {}
 
     async def list_objects_v2(
@@ -433,8 +481,7 @@ def _meta_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return {f"{_META}{k}": v for k, v in (metadata or {}).items()}
 
 
-def _object_headers(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    h = response.headers
+def _object_headers(h: Mapping[str, str]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "ContentLength": int(h.get("Content-Length", "0")),
         "ETag": h.get("ETag"),

@@ -295,8 +295,13 @@ class S3Session(DriverSession):
 
         async def get() -> bytes:
             # Request and body together: a failure while reading the body retries both.
+            client = self.client
+            read_object = getattr(client, "read_object", None)  # the lean transport
             try:
-                response = await self.client.get_object(**args)
+                if read_object is not None:
+                    whole: bytes = await read_object(**args)
+                    return whole
+                response = await client.get_object(**args)
             except botocore.exceptions.ClientError as exc:
                 if client_error(exc)[1] == 416:
                     return b""
