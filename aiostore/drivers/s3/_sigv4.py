@@ -156,9 +156,9 @@ class SigV4:
         )
         scope = date + self._tail
         to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        signature = hmac.new(
-            self._signing_key(keys.secret_key, date), to_sign.encode(), hashlib.sha256
-        ).hexdigest()
+        signature = hmac.digest(
+            self._signing_key(keys.secret_key, date), to_sign.encode(), "sha256"
+        ).hex()
         sent["Authorization"] = (
             f"{ALGORITHM} Credential={keys.access_key}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={signature}"

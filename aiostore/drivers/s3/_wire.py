@@ -257,8 +257,7 @@ class WirePool:
                     except OSError as exc:
                         last = exc
                         continue
-                    _no_delay(connection)
-                    return connection
+                    return connection  # asyncio has set TCP_NODELAY
         except TimeoutError as exc:
             raise aiohttp.ConnectionTimeoutError(
                 f"Connection timeout to host {name}:{self.port}"
@@ -449,16 +448,6 @@ def _no_info() -> aiohttp.RequestInfo:
     from yarl import URL
 
     return aiohttp.RequestInfo(URL(), "", CIMultiDictProxy(CIMultiDict()), URL())
-
-
-def _no_delay(connection: _Connection) -> None:
-    transport = connection.transport
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
 
 
 _CONTEXT: ssl.SSLContext | None = None
