@@ -1,5 +1,7 @@
-"""The lean transport: S3 requests signed with SigV4 and sent straight on an aiohttp session,
-without botocore's generic request pipeline.
+"""The lean transport: S3 requests signed with SigV4 and sent without botocore's generic request
+pipeline: small exchanges whose answer is read whole (HEAD, DELETE, a PUT from memory up to
+1 MiB, a GET read into memory) on HTTP/1.1 connections of the driver's own (:mod:`._wire`),
+everything else (streaming GETs, multipart uploads, listings) on an aiohttp session.
 
 :class:`LeanClient` offers the few client methods the driver calls (``get_object``,
 ``put_object``, ``upload_part``, …) with the same arguments and the same answers as an
