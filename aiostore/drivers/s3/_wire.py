@@ -15,7 +15,8 @@ What it does, and nothing more:
   connection; ``1xx`` interim answers skipped; no body for HEAD, 204 and 304;
 - TLS with the system's default verified context; host names resolved once per
   :data:`DNS_TTL` seconds, each address tried in turn;
-- the connect timeout bounds connecting; the read timeout bounds every wait for answer bytes;
+- the connect timeout bounds connecting; the read timeout bounds every wait for answer bytes
+  and every wait for the server to take more of the request;
 - failures raise aiohttp's exceptions (``ClientConnectorError``, ``ServerDisconnectedError``,
   ``ServerTimeoutError``, ``ClientPayloadError``, ...) so that the driver's one error table and
   retry policy treat both paths alike; a failed or cancelled exchange closes its connection.
@@ -46,6 +47,7 @@ DNS_TTL: Final = 10.0
 MAX_HEAD: Final = 64 * 1024
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _NO_BODY: Final = frozenset({204, 304})
+_HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
 
 
 class WireAnswer(NamedTuple):
@@ -114,14 +116,29 @@ class _Connection(asyncio.Protocol):
         return not self.ended and self.transport is not None and not self.transport.is_closing()
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        """Close; at once (the transport aborted) when request bytes are still unsent: they are
+        of no use, and a server that does not read would otherwise keep the socket for ever."""
+        transport = self.transport
+        if transport is not None:
+            if transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                transport.close()
         self.ended = True
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float | None) -> None:
+        """Wait until the request's bytes fit in the transport's buffer; raise
+        ``ServerTimeoutError`` when the server takes none for ``timeout`` seconds."""
         if self._paused and not self.ended:
-            self._drained = self.loop.create_future()
-            await self._drained
+            drained = self._drained = self.loop.create_future()
+            timer = None
+            if timeout is not None:
+                timer = self.loop.call_later(timeout, _time_out, drained)
+            try:
+                await drained
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     async def more(self, timeout: float | None) -> None:
         """Wait until more bytes arrive; raise when the connection has ended or ``timeout``
@@ -199,8 +216,10 @@ class WirePool:
         if slots is None:
             slots = self._slots = asyncio.Semaphore(self._limit)
         async with slots:
-            for _ in range(2):
-                connection = self._kept(host)
+            for attempt in range(2):
+                # Once more after a stale kept connection: on a new one, not on another kept
+                # one that may be just as stale.
+                connection = self._kept(host) if attempt == 0 else None
                 kept = connection is not None
                 if connection is None:
                     connection = await self._connect(host)
@@ -228,7 +247,9 @@ class WirePool:
         now = time.monotonic()
         while kept:
             connection = kept.pop()
-            if connection.usable and now - connection.idle_since < KEEPALIVE:
+            # Bytes that came while idle answer nothing we sent: the connection is out of step.
+            usable = connection.usable and not connection.buffer
+            if usable and now - connection.idle_since < KEEPALIVE:
                 return connection
             connection.close()
         return None
@@ -292,9 +313,9 @@ class WirePool:
         transport = connection.transport
         if transport is None or not connection.usable:
             raise _Gone
-        transport.writelines(request)
-        await connection.drain()
         timeout = self.read_timeout
+        transport.writelines(request)
+        await connection.drain(timeout)
         buffer = connection.buffer
         # The head, after any 1xx interim answers.
         while True:
@@ -359,7 +380,9 @@ def _request(
         pieces.append(body)
     else:
         pieces.extend(body)
-        size = sum(len(p) for p in body)
+        size = sum(memoryview(p).nbytes for p in body)  # len() counts items, not bytes
+    if any(c in method + target for c in " \r\n"):
+        raise ValueError(f"a space or line break in the request line: {method} {target!r}")
     lines = [f"{method} {target} HTTP/1.1\r\n"]
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
@@ -379,7 +402,7 @@ def _head(raw: bytes) -> tuple[int, bool, CIMultiDict[str]]:
     lines = raw.decode("utf-8", "surrogateescape").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
+    if not version.startswith("HTTP/1.") or not _digits(code):
         raise aiohttp.ClientResponseError(
             _no_info(), (), message=f"not an HTTP/1.x answer: {lines[0][:80]!r}"
         )
@@ -396,8 +419,13 @@ def _head(raw: bytes) -> tuple[int, bool, CIMultiDict[str]]:
     return int(code), keep, headers
 
 
+def _digits(text: str) -> bool:
+    """Only ASCII digits (``str.isdigit`` takes ``²`` and ``١`` too)."""
+    return text.isascii() and text.isdigit()
+
+
 def _length(value: str) -> int:
-    if not value.strip().isdigit():
+    if not _digits(value.strip()):
         raise aiohttp.ClientResponseError(
             _no_info(), (), message=f"a bad Content-Length: {value[:40]!r}"
         )
@@ -415,10 +443,9 @@ async def _chunked(connection: _Connection, timeout: float | None) -> bytes:
                 await connection.more(timeout)
                 end = buffer.find(b"\r\n")
             size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise aiohttp.ClientPayloadError(f"a bad chunk size: {size_text[:20]!r}") from None
+            if not size_text or size_text.strip(_HEX_DIGITS):  # int() takes "-1", "0x1", "1_0"
+                raise aiohttp.ClientPayloadError(f"a bad chunk size: {size_text[:20]!r}")
+            size = int(size_text, 16)
             del buffer[: end + 2]
             if size == 0:
                 while True:  # trailers, up to the empty line
