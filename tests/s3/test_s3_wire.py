@@ -216,6 +216,30 @@ async def test_a_kept_connection_dropped_on_the_request_is_sent_again() -> None:
     assert (a.body, b.body) == (b"c0", b"c1")
 
 
+async def test_a_post_is_not_sent_twice() -> None:
+    """Not idempotent: a POST whose kept connection the server drops is not sent once more
+    (aiohttp retries only idempotent methods, RFC 9112 9.3.1)."""
+    posts: list[int] = []
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, i: int) -> None:
+        assert await read_request(r) is not None
+        w.write(ok())
+        await w.drain()
+        request = await read_request(r)  # a second request on this connection: no answer
+        if request is not None and request[0].startswith("POST"):
+            posts.append(i)
+
+    async with Raw(handler) as server:
+        wire = pool(server.port)
+        try:
+            await wire.exchange("GET", "127.0.0.1", "/", host(server.port), None)
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                await wire.exchange("POST", "127.0.0.1", "/", host(server.port), b"once")
+        finally:
+            await wire.close()
+    assert posts == [0] and len(server.peers) == 1
+
+
 async def test_two_stale_kept_connections_then_a_new_one() -> None:
     """Two kept connections both dropped by the server on their next request (a server restart
     behind a proxy, say): the exchange tries once more on a new connection, not on the second
@@ -403,8 +427,17 @@ async def test_a_truncated_or_bad_body_is_a_payload_error(answer: bytes) -> None
         "HTTP/1.1 200 OK\r\nContent-Length: ١\r\n\r\nx".encode(),
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n folded: header\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
     ],
-    ids=["ssh", "letters", "superscript", "arabic-length", "negative-length", "folded"],
+    ids=[
+        "ssh",
+        "letters",
+        "superscript",
+        "arabic-length",
+        "negative-length",
+        "folded",
+        "two-lengths",
+    ],
 )
 async def test_a_garbage_answer_head_is_a_response_error(answer: bytes) -> None:
     async with Raw(_answering(answer, close=True)) as server:
@@ -730,6 +763,63 @@ async def test_an_early_answer_before_the_body_is_read() -> None:
         finally:
             await wire.close()
     assert (got.status, got.body) == (413, b"big!")
+
+
+async def test_an_early_answer_from_a_server_that_stops_reading() -> None:
+    """The server answers (keep-alive) after the head and reads no more of the body: the
+    answer is taken at once, and the connection, out of step, is not kept (RFC 9112 9.3: a
+    client seeing an answer before its body is sent stops sending)."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, i: int) -> None:
+        if i == 0:
+            await r.readuntil(b"\r\n\r\n")
+            w.write(ok(b"early"))
+            await asyncio.sleep(30)
+        await keep_answering(r, w)
+
+    async with Raw(handler) as server:
+        wire = pool(server.port, read_timeout=3.0)
+        try:
+            start = time.monotonic()
+            got = await wire.exchange(
+                "PUT", "127.0.0.1", "/", host(server.port), [memoryview(b"x" * 32 * MiB)]
+            )
+            assert time.monotonic() - start < 2
+            after = await wire.exchange("GET", "127.0.0.1", "/", host(server.port), None)
+        finally:
+            await wire.close()
+    assert (got.status, got.body, after.body) == (200, b"early", b"ok")
+    assert len(server.peers) == 2
+
+
+async def test_a_slow_server_taking_a_body_for_longer_than_the_read_timeout() -> None:
+    """A ``100 Continue`` at once, then the body read steadily but slowly, for longer in all
+    than the read timeout (never stalled that long): the exchange waits while the server takes
+    bytes, then for the answer."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, i: int) -> None:
+        head = await r.readuntil(b"\r\n\r\n")
+        w.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        digest = hashlib.sha256()
+        while length:
+            piece = await r.read(min(length, 256 * 1024))
+            digest.update(piece)
+            length -= len(piece)
+            await asyncio.sleep(0.02)
+        w.write(ok(digest.hexdigest().encode()))
+        await keep_answering(r, w)
+
+    blob = b"y" * 24 * MiB
+    async with Raw(handler) as server:
+        wire = pool(server.port, read_timeout=0.8)
+        try:
+            start = time.monotonic()
+            got = await wire.exchange("PUT", "127.0.0.1", "/", host(server.port), [blob])
+            assert time.monotonic() - start > 0.8
+        finally:
+            await wire.close()
+    assert got.body == hashlib.sha256(blob).hexdigest().encode()
 
 
 # -- the pool -----------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ reads, multipart uploads and listings stay on the aiohttp session.
 What it does, and nothing more:
 
 - one request at a time per connection; idle connections are kept (at most ``limit`` in all,
-  dropped after :data:`KEEPALIVE` seconds idle) and a request that finds its kept connection
-  closed by the server before any answer byte is sent once more on a new one;
+  dropped after :data:`KEEPALIVE` seconds idle, or when bytes come while idle) and an
+  idempotent request that finds its kept connection closed by the server before any answer
+  byte is sent once more on a new one;
 - answers framed by ``Content-Length``, ``Transfer-Encoding: chunked`` or the end of the
   connection; ``1xx`` interim answers skipped; no body for HEAD, 204 and 304;
 - TLS with the system's default verified context; host names resolved once per
@@ -48,6 +49,8 @@ MAX_HEAD: Final = 64 * 1024
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _NO_BODY: Final = frozenset({204, 304})
 _HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
+#: Sent once more after a stale kept connection (RFC 9112 9.3.1; aiohttp does the same).
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 class WireAnswer(NamedTuple):
@@ -73,6 +76,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._paused = False
+        self._stall_timer: asyncio.TimerHandle | None = None
 
     # -- protocol callbacks ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -82,6 +86,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self._wake()
+        self._drain_done()  # an answer while the request is being sent: read it now
 
     def eof_received(self) -> bool:
         self.ended = True
@@ -92,15 +97,16 @@ class _Connection(asyncio.Protocol):
         self.ended = True
         self.error = exc
         self._wake()
-        drained, self._drained = self._drained, None
-        if drained is not None and not drained.done():
-            drained.set_result(None)
+        self._drain_done()
 
     def pause_writing(self) -> None:
         self._paused = True
 
     def resume_writing(self) -> None:
         self._paused = False
+        self._drain_done()
+
+    def _drain_done(self) -> None:
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
@@ -127,18 +133,31 @@ class _Connection(asyncio.Protocol):
         self.ended = True
 
     async def drain(self, timeout: float | None) -> None:
-        """Wait until the request's bytes fit in the transport's buffer; raise
-        ``ServerTimeoutError`` when the server takes none for ``timeout`` seconds."""
+        """Wait until the request's bytes fit in the transport's buffer, or an answer comes;
+        raise ``ServerTimeoutError`` when the server takes none for ``timeout`` seconds."""
         if self._paused and not self.ended:
             drained = self._drained = self.loop.create_future()
-            timer = None
             if timeout is not None:
-                timer = self.loop.call_later(timeout, _time_out, drained)
+                self._stall_timer = self.loop.call_later(
+                    timeout, self._stalled, drained, timeout, self._unsent()
+                )
             try:
                 await drained
             finally:
-                if timer is not None:
-                    timer.cancel()
+                if self._stall_timer is not None:
+                    self._stall_timer.cancel()
+                    self._stall_timer = None
+
+    def _unsent(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def _stalled(self, drained: asyncio.Future[None], timeout: float, unsent: int) -> None:
+        """``timeout`` seconds into a drain: wait on while the server took some bytes."""
+        now = self._unsent()
+        if now < unsent and not drained.done():
+            self._stall_timer = self.loop.call_later(timeout, self._stalled, drained, timeout, now)
+        else:
+            _time_out(drained)
 
     async def more(self, timeout: float | None) -> None:
         """Wait until more bytes arrive; raise when the connection has ended or ``timeout``
@@ -227,7 +246,7 @@ class WirePool:
                     answer, reusable = await self._send(connection, method, request)
                 except _Gone:
                     connection.close()
-                    if kept:
+                    if kept and method in _IDEMPOTENT:
                         continue  # the server closed a kept connection: once more, anew
                     raise connection._ended() from None
                 except BaseException:
@@ -336,13 +355,15 @@ class WirePool:
             del buffer[: end + 4]
             if status >= 200 or status == 101:
                 break
+            if not buffer:  # an interim answer: the rest of the request still to send
+                await connection.drain(timeout)
         # The body.
         if method == "HEAD" or status in _NO_BODY:
             body = b""
         elif "chunked" in headers.get("Transfer-Encoding", "").lower():
             body = await _chunked(connection, timeout)
         elif "Content-Length" in headers:
-            length = _length(headers["Content-Length"])
+            length = _length(headers.getall("Content-Length"))
             while len(buffer) < length:
                 try:
                     await connection.more(timeout)
@@ -361,8 +382,11 @@ class WirePool:
             body = bytes(buffer)
             buffer.clear()
             keep = False
+        # An answer before the whole request was sent (the server wants no more of it): the
+        # connection is out of step, and its unsent bytes are dropped when it closes.
+        sent = not transport.get_write_buffer_size()
         return WireAnswer(status, CIMultiDictProxy(headers), body), (
-            keep and not buffer and connection.usable
+            keep and sent and not buffer and connection.usable
         )
 
 
@@ -424,12 +448,13 @@ def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def _length(value: str) -> int:
-    if not _digits(value.strip()):
+def _length(values: list[str]) -> int:
+    """The body length of an answer's ``Content-Length`` headers (more than one: all alike)."""
+    if len(set(values)) != 1 or not _digits(values[0].strip()):
         raise aiohttp.ClientResponseError(
-            _no_info(), (), message=f"a bad Content-Length: {value[:40]!r}"
+            _no_info(), (), message=f"a bad Content-Length: {', '.join(values)[:40]!r}"
         )
-    return int(value)
+    return int(values[0])
 
 
 async def _chunked(connection: _Connection, timeout: float | None) -> bytes:
