@@ -371,7 +371,9 @@ class WirePool:
                     raise aiohttp.ClientPayloadError(
                         f"answer body ended after {len(buffer)} of {length} bytes"
                     ) from exc
-            body = bytes(buffer[:length])
+            # One copy, not two (a slice of a bytearray is a copy of its own).
+            with memoryview(buffer) as view, view[:length] as part:
+                body = bytes(part)
             del buffer[:length]
         else:
             while not connection.ended:  # framed by the end of the connection
