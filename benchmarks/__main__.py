@@ -84,6 +84,8 @@ def targets() -> list[Target]:
         t.append(Target("s3-large", op, h.THROUGHPUT, 0.95, "raw aiobotocore"))
         t.append(Target("s3-small", op, h.OPS, 0.95, "raw aiobotocore"))
         t.append(Target("s3-small", op, h.CPU_OP, 1.1, "raw aiobotocore", "goal"))
+        t.append(Target("s3-small", op, h.CPU_OP, 1.5, "obstore", "issue #16"))
+    t.append(Target("s3-large", "put", h.THROUGHPUT, 1.0, "raw aiobotocore", "issue #16"))
     t.append(Target("s3-large", "get", h.CPU_OBJ, 1.1, "raw aiobotocore", "goal"))
     t.append(Target("http-large", "get", h.THROUGHPUT, 0.9, "raw aiohttp"))
     t.append(Target("http-large", "get", h.THROUGHPUT, 0.95, "raw aiohttp", "goal"))
