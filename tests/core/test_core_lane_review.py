@@ -176,7 +176,9 @@ async def test_many_file_stores_hung_on_one_gate(
     monkeypatch.setattr(_probe.Prober, "_probe", hung)
     stores = 200
     config = {
-        "probe": {"interval": 0.05, "timeout": 0.02, "initial": False},
+        # A probe has 0.25 s: 200 stores probing every 50 ms must all come out healthy on a
+        # slow, busy machine too (0.02 s timed probes out before any gate was shut).
+        "probe": {"interval": 0.05, "timeout": 0.25, "initial": False},
         "stores": {
             f"f{i}": {"driver": "file", "root": str(tmp_path / f"f{i}")} for i in range(stores)
         },
@@ -187,7 +189,7 @@ async def test_many_file_stores_hung_on_one_gate(
             hang.set()
             here = lane()
             longest = 0
-            for _ in range(20):  # 1 s: 20 probe intervals
+            for _ in range(30):  # 1.5 s: about 5 timed-out probes per store
                 await asyncio.sleep(0.05)
                 longest = max(longest, len(here._jobs))
                 assert len(here._runners) <= _cancel.MAX_THREADS + 1
