@@ -181,12 +181,8 @@ class LeanClient:
         payload_hash: str | None = None,
     ) -> aiohttp.ClientResponse:
         """Sign and send; the response of a 2xx answer (else a ClientError)."""
-        url, host, path, pairs = self._target(bucket, name, query)
-        credentials = await self._frozen_credentials()
-        if payload_hash is None:
-            payload_hash = await self._payload_hash(body)
-        sent = self._signer.sign(
-            credentials, method, host, path, pairs, headers or {}, payload_hash
+        url, _, _, sent = await self._signed(
+            method, bucket, name, query, headers, body, payload_hash
         )
         sent["Accept-Encoding"] = "identity"
         response = await self._http.request(
@@ -195,6 +191,27 @@ class LeanClient:
         if response.status >= 300:
             await self._raise(op, method, response)
         return response
+
+    async def _signed(
+        self,
+        method: str,
+        bucket: str,
+        name: str | None,
+        query: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        body: bytes | RequestBody | None,
+        payload_hash: str | None,
+    ) -> tuple[str, str, str, dict[str, str]]:
+        """(url, host, encoded path, headers to send) of a signed request: both paths sign
+        here."""
+        url, host, path, pairs = self._target(bucket, name, query)
+        credentials = await self._frozen_credentials()
+        if payload_hash is None:
+            payload_hash = await self._payload_hash(body)
+        sent = self._signer.sign(
+            credentials, method, host, path, pairs, headers or {}, payload_hash
+        )
+        return url, host, path, sent
 
     async def _exchange(
         self,
@@ -208,10 +225,7 @@ class LeanClient:
     ) -> WireAnswer:
         """Sign and send on the fast path (see ._wire); the answer of a 2xx (else a
         ClientError). Bodies up to ``MAX_BODY`` only."""
-        _, host, path, _ = self._target(bucket, name, None)
-        credentials = await self._frozen_credentials()
-        payload_hash = await self._payload_hash(body)
-        sent = self._signer.sign(credentials, method, host, path, [], headers or {}, payload_hash)
+        _, host, path, sent = await self._signed(method, bucket, name, None, headers, body, None)
         pieces: bytes | list[memoryview] | None = None
         if body is not None:
             sent["Content-Type"] = "application/octet-stream"
